@@ -1,0 +1,1 @@
+"""Workstation side: TFLite conversion, accuracy gate and bundle packaging."""

@@ -1,0 +1,122 @@
+"""Finding labelled and tumour-free scans on disk, and splitting them by patient family.
+
+Three layouts are understood (``discover``):
+
+- **figshare**: ``metadata.csv`` with columns ``image``, ``mask``, ``label``, ``label_name``,
+  ``pid``, ``pid_family`` (paths relative to the folder), as in ``../shared/data/figshare``.
+- **images/ + masks/**: files matched by stem (``images/a.png`` <-> ``masks/a.png``); each
+  scan is its own patient family unless a ``metadata.csv`` says otherwise.
+- **a folder of scans without a tumour**: every image file in it (recursively), with an
+  empty mask as the right answer.
+"""
+
+import csv
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str                  # unique id inside its dataset
+    image: Path
+    mask: Path = None         # None: a tumour-free scan (empty mask is the truth)
+    label: int = 0            # 0 none, 1 meningioma, 2 glioma, 3 pituitary
+    label_name: str = "none"
+    patient: str = ""
+    family: str = ""          # the unit of splitting
+
+    @property
+    def has_tumour(self):
+        return self.mask is not None
+
+
+def _is_image(p):
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def read_figshare(root):
+    root = Path(root)
+    samples = []
+    with open(root / "metadata.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            samples.append(Sample(
+                key=str(row.get("index") or Path(row["image"]).stem),
+                image=root / row["image"], mask=root / row["mask"],
+                label=int(row.get("label") or 0), label_name=row.get("label_name") or "tumour",
+                patient=row.get("pid") or "", family=row.get("pid_family") or row.get("pid") or ""))
+    return samples
+
+
+def read_image_mask_folders(root):
+    root = Path(root)
+    masks = {p.stem: p for p in sorted((root / "masks").iterdir()) if _is_image(p)}
+    samples = []
+    for img in sorted((root / "images").iterdir()):
+        if not _is_image(img):
+            continue
+        if img.stem not in masks:
+            raise ValueError(f"{img}: no mask with the same stem in {root / 'masks'}")
+        samples.append(Sample(key=img.stem, image=img, mask=masks[img.stem],
+                              label_name="tumour", patient=img.stem, family=img.stem))
+    return samples
+
+
+def read_negatives(root):
+    root = Path(root)
+    return [Sample(key=str(p.relative_to(root)), image=p, patient=p.stem, family="neg:" + p.stem)
+            for p in sorted(root.rglob("*")) if _is_image(p)]
+
+
+def discover(root):
+    """Return (layout name, samples) for a folder in one of the three layouts."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder")
+    if (root / "metadata.csv").is_file() and (root / "images").is_dir():
+        return "figshare", read_figshare(root)
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "images+masks", read_image_mask_folders(root)
+    samples = read_negatives(root)
+    if not samples:
+        raise ValueError(f"{root}: no images found (expected metadata.csv, images/+masks/, "
+                         f"or image files with suffixes {sorted(IMAGE_SUFFIXES)})")
+    return "negatives", samples
+
+
+def split_by_family(samples, val_fraction=0.2, seed=0):
+    """Deterministic family-level split, stratified by each family's majority tumour class.
+
+    Returns (train, val). No family is on both sides. The same inputs and seed always give
+    the same split (families are ordered by a hash, not by file order).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    families = defaultdict(list)
+    for s in samples:
+        families[s.family or s.key].append(s)
+    by_class = defaultdict(list)
+    for fam, members in families.items():
+        labels = [m.label for m in members]
+        by_class[max(set(labels), key=labels.count)].append(fam)
+    rng = random.Random(seed)
+    val_fams = set()
+    for label in sorted(by_class):
+        fams = sorted(by_class[label],
+                      key=lambda f: hashlib.sha256(f"{seed}:{f}".encode()).hexdigest())
+        rng.shuffle(fams)
+        # Fill validation by slice count so each class gets ~val_fraction of its scans.
+        target = val_fraction * sum(len(families[f]) for f in fams)
+        taken = 0
+        for fam in fams:
+            if taken >= target:
+                break
+            val_fams.add(fam)
+            taken += len(families[fam])
+    train = [s for s in samples if (s.family or s.key) not in val_fams]
+    val = [s for s in samples if (s.family or s.key) in val_fams]
+    return train, val

@@ -1,0 +1,1 @@
+"""Workstation side: Res-UNet variants, data pipeline and training (needs TensorFlow/Keras)."""
