@@ -1,0 +1,154 @@
+"""Keras model -> TFLite flatbuffer, one row of ``edge_runtime.formats.FORMATS`` at a time.
+
+Every export is at a **fixed batch of 1**: the model is rebuilt from its Keras config with the
+input's batch dimension set to 1 (and unknown spatial dimensions set to ``input_size``) and the
+weights are copied over. With a dynamic batch the converter adds SHAPE/STRIDED_SLICE/PACK ops,
+XNNPACK splits the graph and the model runs ~3x slower (docs/CONVERT.md, platform notes).
+
+TensorFlow and Keras are imported inside the functions that need them.
+"""
+
+import contextlib
+import io
+import os
+import tempfile
+
+import numpy as np
+
+from edge_runtime.formats import FORMAT_NAMES, get_format
+
+
+def _keras():
+    import keras
+    return keras
+
+
+def _input_layer_configs(config):
+    """InputLayer entries of a functional/Sequential config (top level only)."""
+    return [layer["config"] for layer in config.get("layers", [])
+            if layer.get("class_name") == "InputLayer"]
+
+
+def _fixed_shape(shape, batch_size, input_size):
+    shape = list(shape)
+    shape[0] = batch_size
+    for i in range(1, len(shape) - 1):   # spatial dimensions (channels-last)
+        if shape[i] is None:
+            if input_size is None:
+                raise ValueError(
+                    f"the model's input shape {tuple(shape[1:])} has unknown spatial "
+                    "dimensions; pass input_size (the preprocessing input_size)")
+            shape[i] = int(input_size)
+    if shape[-1] is None:
+        raise ValueError(f"the model's input shape {tuple(shape[1:])} has no channel count")
+    return shape
+
+
+def fixed_batch_model(model, batch_size=1, input_size=None):
+    """Rebuild a Keras 3 model with input shape (batch_size, S, S, C) and the same weights.
+
+    Works for functional and Sequential models, custom layers included as long as they are
+    registered Keras serialisables (importing ``train.models`` registers the project's). Falls
+    back to ``keras.models.clone_model`` with a new fixed-batch ``keras.Input``.
+    """
+    keras = _keras()
+    if len(model.inputs) != 1:
+        raise ValueError(f"expected a model with one input, got {len(model.inputs)}")
+    shape = _fixed_shape(model.inputs[0].shape, batch_size, input_size)
+    if tuple(model.inputs[0].shape) == tuple(shape):
+        return model
+    rebuilt = None
+    try:
+        config = model.get_config()
+        inputs = _input_layer_configs(config)
+        if len(inputs) == 1:
+            inputs[0]["batch_shape"] = shape
+            inputs[0].pop("batch_size", None)
+            inputs[0].pop("shape", None)
+            rebuilt = model.__class__.from_config(config)
+    except Exception:  # noqa: BLE001 - any config problem: try cloning instead
+        rebuilt = None
+    if rebuilt is None:
+        new_input = keras.Input(batch_shape=tuple(shape), dtype=model.inputs[0].dtype,
+                                name=getattr(model.inputs[0], "name", None) or "input")
+        rebuilt = keras.models.clone_model(model, input_tensors=new_input)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _representative_dataset(images, input_shape):
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim == len(input_shape) - 1:          # (N, S, S) -> (N, S, S, 1)
+        arr = arr[..., None]
+    if arr.ndim != len(input_shape) or tuple(arr.shape[1:]) != tuple(input_shape[1:]):
+        raise ValueError(f"calibration images must have shape (N, {', '.join(map(str, input_shape[1:]))}),"
+                         f" got {arr.shape}")
+    if len(arr) == 0:
+        raise ValueError("calibration images are empty; int8 needs at least one scan")
+
+    def gen():
+        for x in arr:
+            yield [x[None]]
+    return gen
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send native (C++) stderr to a temporary file while converting; yields a reader.
+
+    TensorFlow's converter writes pages of logs to file descriptor 2. They are kept and
+    returned by the yielded callable so that a failure can still quote them.
+    """
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            def read():
+                tmp.flush()
+                tmp.seek(0)
+                return tmp.read().decode("utf-8", "replace")
+            yield read
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def export_tflite(keras_model, fmt, calibration_images=None, input_size=None):
+    """Convert ``keras_model`` to a TFLite flatbuffer (bytes) in format ``fmt``.
+
+    fmt: a name in ``edge_runtime.formats.FORMATS`` ("fp32", "drq", "fp16", "int8").
+    calibration_images: (N, S, S) or (N, S, S, 1) float32 preprocessed training scans; needed
+    for formats with ``needs_calibration`` (int8), ignored otherwise.
+    input_size: the square input side, only used when the model's spatial size is unknown.
+    The converted model has input and output of shape (1, S, S, C) float32 in every format.
+    """
+    if fmt not in FORMAT_NAMES:
+        raise ValueError(f"unknown export format {fmt!r}; allowed: {', '.join(FORMAT_NAMES)}")
+    spec = get_format(fmt)
+    if spec.needs_calibration and calibration_images is None:
+        raise ValueError(f"format {fmt!r} needs calibration_images (preprocessed training scans)")
+    import tensorflow as tf
+
+    model = fixed_batch_model(keras_model, batch_size=1, input_size=input_size)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if fmt == "drq":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif fmt == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative_dataset(
+            calibration_images, tuple(model.inputs[0].shape))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32    # quantise/dequantise inside the graph
+        converter.inference_output_type = tf.float32
+    with quiet_native_stderr() as native_log, contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:
+            tail = [line for line in native_log().splitlines() if "rror" in line][-1:]
+            detail = f" ({tail[0].strip()})" if tail else ""
+            raise RuntimeError(f"TFLite conversion to {fmt} failed: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                               f"{detail}") from exc
