@@ -1,0 +1,398 @@
+"""The one evaluation loop: scans on disk -> model -> full-resolution masks -> scores.
+
+Used by ``edge-seg eval``, by training's final report and by conversion's accuracy gate, so
+that "Dice" means the same number everywhere:
+
+1. each scan is read with ``imageio.load_scan`` (its mask too; non-zero = tumour; a sample
+   without a mask is tumour-free and its right answer is an empty mask);
+2. ``preprocess.prepare_image`` makes the model input; ``predict_fn`` gives probabilities;
+3. ``preprocess.restore`` brings them back to the scan's own size, and
+   ``postprocess.postprocess(prob, threshold, min_area_fraction)`` makes the mask;
+4. the mask is scored against the truth **at the scan's full resolution**
+   (``edge_runtime.metrics``).
+
+``predict_fn`` maps a float32 batch ``(N, S, S, 1)`` to probabilities ``(N, S, S, 1)`` (or
+``(N, S, S)``). ``predict_fn_for_interpreter`` and ``predict_fn_for_keras`` make one.
+A scan that cannot be read or scored becomes a row with ``status="failed"`` and its reason;
+the others go on.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime import metrics
+from edge_runtime.errors import InputImageError
+from edge_runtime.imageio import load_scan
+from edge_runtime.preprocess import Preprocessing, prepare_image, restore
+
+# Per-scan CSV columns, in order.
+ROW_FIELDS = (
+    "key", "image", "mask", "label", "label_name", "family", "has_tumour", "status", "error",
+    "height", "width", "truth_px", "pred_px", "tp", "fp", "fn", "tn",
+    "dice", "iou", "precision", "recall", "miou_2class", "hd95_px", "hd95_mm",
+    "any_tumour_predicted", "max_probability",
+)
+
+# What each summary number means (copied into summary.json as "definitions").
+DEFINITIONS = {
+    "dice_mean": "mean over scans of the per-scan Dice 2TP/(2TP+FP+FN)",
+    "iou_mean": "mean over scans of the per-scan tumour IoU TP/(TP+FP+FN)",
+    "dice_pooled": "Dice of the pixel counts pooled over all scans of the group",
+    "iou_pooled": "tumour IoU of the pixel counts pooled over all scans of the group",
+    "miou_2class_pooled": "2-class mean IoU, (background IoU + tumour IoU)/2 from one confusion "
+                          "matrix pooled over every pixel of the group: "
+                          "keras.metrics.MeanIoU(num_classes=2) on thresholded masks, the paper's "
+                          "'mean IoU'",
+    "background_iou_pooled": "IoU of the background class, pooled",
+    "precision_pooled": "TP/(TP+FP), pooled pixel counts",
+    "recall_pooled": "TP/(TP+FN), pooled pixel counts",
+    "precision_mean": "mean over scans of per-scan precision (0 when nothing is predicted "
+                      "on a scan with a tumour, 1 when both masks are empty)",
+    "recall_mean": "mean over scans of per-scan recall",
+    "hd95_px_median": "median over scans where both masks are non-empty of the symmetric 95th "
+                      "percentile boundary Hausdorff distance, pixels at full resolution",
+    "hd95_px_mean": "mean of the same",
+    "hd95_mm_median": "as hd95_px_median in mm, over scans whose pixel spacing is known",
+    "hd95_n": "number of scans where HD95 (pixels) is defined",
+    "missed_scans": "scans with a tumour where nothing was predicted",
+    "fp_scan_rate": "tumour-free scans: share with any predicted tumour (after postprocessing)",
+    "pred_fraction_mean": "tumour-free scans: mean share of the image predicted as tumour",
+}
+
+# The headline numbers repeated at the top level of the summary (from the "tumour" group).
+HEADLINE = ("dice_mean", "iou_mean", "dice_pooled", "iou_pooled", "miou_2class_pooled",
+            "precision_pooled", "recall_pooled", "hd95_px_median", "hd95_px_mean")
+
+
+@dataclass
+class EvalResult:
+    rows: list                      # one dict per scan, keys ROW_FIELDS
+    summary: dict                   # aggregate numbers (see ``summarise``)
+    failures: list = field(default_factory=list)   # [(path, problem)] for failed scans
+
+    @property
+    def ok(self):
+        return not self.failures
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(statistics.fmean(values)) if values else math.nan
+
+
+def _median(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(statistics.median(values)) if values else math.nan
+
+
+def _base_row(sample):
+    return {
+        "key": sample.key, "image": str(sample.image),
+        "mask": "" if sample.mask is None else str(sample.mask),
+        "label": sample.label, "label_name": sample.label_name, "family": sample.family,
+        "has_tumour": sample.mask is not None, "status": "ok", "error": "",
+    }
+
+
+def _load_truth(sample, scan):
+    """The truth mask (bool, same size as the scan) of a sample."""
+    if sample.mask is None:
+        return np.zeros(scan.pixels.shape, dtype=bool)
+    mask = load_scan(sample.mask).pixels
+    if mask.shape != scan.pixels.shape:
+        raise InputImageError(sample.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the "
+                                           f"scan {scan.path.name} is "
+                                           f"{scan.pixels.shape[1]}x{scan.pixels.shape[0]}")
+    return mask != 0
+
+
+def _postprocess_fn():
+    from edge_runtime.postprocess import postprocess
+    return postprocess
+
+
+def score(pred_mask, truth_mask, spacing_mm=None):
+    """Per-scan scores of one predicted mask against its truth (both full resolution)."""
+    return metrics.scan_metrics(pred_mask, truth_mask, spacing_mm)
+
+
+def evaluate(samples, predict_fn, preprocessing, threshold=0.5, min_area_fraction=0.0,
+             progress=False, batch_size=1, limit=None, label="evaluating"):
+    """Score ``predict_fn`` on ``samples`` (``datasets.Sample``) -> ``EvalResult``.
+
+    ``preprocessing``: a ``Preprocessing`` (or its dict). ``batch_size``: scans per
+    ``predict_fn`` call (TFLite models are batch 1; a Keras model can take more).
+    ``limit``: score only the first N samples. ``progress``: a click progress bar on stderr.
+    """
+    if isinstance(preprocessing, dict):
+        preprocessing = Preprocessing.from_dict(preprocessing)
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    samples = list(samples)
+    if limit is not None:
+        samples = samples[:int(limit)]
+    postprocess = _postprocess_fn()
+    rows, failures, pending = [], [], []
+    start = time.perf_counter()
+
+    def fail(row, path, problem):
+        row.update(status="failed", error=problem)
+        rows.append(row)
+        failures.append((str(path), problem))
+
+    def flush():
+        if not pending:
+            return
+        batch = np.stack([p[4] for p in pending])[..., None].astype(np.float32)
+        try:
+            probs = np.asarray(predict_fn(batch), dtype=np.float32)
+            if probs.ndim == 4:
+                probs = probs[..., 0]
+            if probs.shape != batch.shape[:3]:
+                raise ValueError(f"predict_fn returned shape {probs.shape} for input "
+                                 f"{batch.shape}")
+        except Exception as exc:  # noqa: BLE001 - the model failed on these scans
+            for row, sample, *_ in pending:
+                fail(row, sample.image, f"model failed ({exc})")
+            pending.clear()
+            return
+        for (row, sample, scan, truth, _x, geo), prob in zip(pending, probs):
+            try:
+                full = restore(prob, geo)
+                pred = postprocess(full, threshold, min_area_fraction)
+                row.update(score(pred, truth, scan.spacing_mm))
+                row.update(height=int(truth.shape[0]), width=int(truth.shape[1]),
+                           any_tumour_predicted=bool(pred.any()),
+                           max_probability=float(full.max()))
+                rows.append(row)
+            except Exception as exc:  # noqa: BLE001 - one bad scan does not stop the rest
+                fail(row, sample.image, f"cannot score ({exc})")
+        pending.clear()
+
+    def loop(items):
+        for sample in items:
+            row = _base_row(sample)
+            row["_sample"] = id(sample)
+            try:
+                scan = load_scan(sample.image)
+                truth = _load_truth(sample, scan)
+                x, geo = prepare_image(scan.pixels, preprocessing)
+            except InputImageError as exc:
+                fail(row, exc.path, exc.problem)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                fail(row, sample.image, str(exc))
+                continue
+            pending.append((row, sample, scan, truth, x, geo))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+
+    if progress:
+        import click
+        with click.progressbar(samples, label=label, file=None,
+                               item_show_func=lambda s: s.key if s else "") as bar:
+            loop(bar)
+    else:
+        loop(samples)
+    order = {id(s): i for i, s in enumerate(samples)}
+    rows.sort(key=lambda r: order.get(r.pop("_sample"), 0))   # the samples' order
+    summary = summarise(rows)
+    summary.update(threshold=float(threshold), min_area_fraction=float(min_area_fraction),
+                   preprocessing=preprocessing.to_dict(),
+                   seconds=round(time.perf_counter() - start, 3))
+    return EvalResult(rows, summary, failures)
+
+
+# The name used in docs/DESIGN.md.
+evaluate_predictions = evaluate
+
+
+def group_summary(rows):
+    """Aggregate numbers for a list of scored rows (status ok)."""
+    acc = metrics.ConfusionAccumulator()
+    for r in rows:
+        acc.add_counts(r["tp"], r["fp"], r["fn"], r["tn"])
+    hd_px = [r["hd95_px"] for r in rows]
+    hd_mm = [r["hd95_mm"] for r in rows]
+    return {
+        "n": len(rows),
+        "dice_mean": _mean(r["dice"] for r in rows),
+        "iou_mean": _mean(r["iou"] for r in rows),
+        "precision_mean": _mean(r["precision"] for r in rows),
+        "recall_mean": _mean(r["recall"] for r in rows),
+        "dice_pooled": acc.dice() if rows else math.nan,
+        "iou_pooled": acc.iou() if rows else math.nan,
+        "precision_pooled": acc.precision() if rows else math.nan,
+        "recall_pooled": acc.recall() if rows else math.nan,
+        "background_iou_pooled": acc.background_iou() if rows else math.nan,
+        "miou_2class_pooled": acc.mean_iou_2class() if rows else math.nan,
+        "hd95_px_median": _median(hd_px),
+        "hd95_px_mean": _mean(hd_px),
+        "hd95_mm_median": _median(hd_mm),
+        "hd95_mm_mean": _mean(hd_mm),
+        "hd95_n": sum(1 for v in hd_px if math.isfinite(v)),
+        "missed_scans": sum(1 for r in rows if r["truth_px"] > 0 and r["pred_px"] == 0),
+        "confusion": {"tp": acc.tp, "fp": acc.fp, "fn": acc.fn, "tn": acc.tn},
+    }
+
+
+def tumour_free_summary(rows):
+    n = len(rows)
+    fp_scans = sum(1 for r in rows if r["any_tumour_predicted"])
+    return {
+        "n": n,
+        "fp_scans": fp_scans,
+        "fp_scan_rate": fp_scans / n if n else math.nan,
+        "pred_fraction_mean": _mean(r["pred_px"] / (r["height"] * r["width"]) for r in rows),
+    }
+
+
+def summarise(rows):
+    """Summary dict from per-scan rows (failed rows are counted, not scored).
+
+    Keys: n_scans, n_scored, n_failed, n_tumour, n_tumour_free; the HEADLINE numbers (over
+    scans with a tumour mask, the paper's setting); "tumour" (same, in full), "by_class"
+    ({label_name: group}), "tumour_free" (fp_scan_rate ...), "all" (every scored scan,
+    tumour-free ones included), "definitions".
+    """
+    ok = [r for r in rows if r["status"] == "ok"]
+    tumour = [r for r in ok if r["has_tumour"]]
+    free = [r for r in ok if not r["has_tumour"]]
+    by_class = {}
+    for r in tumour:
+        by_class.setdefault(r["label_name"] or "tumour", []).append(r)
+    tumour_group = group_summary(tumour)
+    summary = {
+        "n_scans": len(rows),
+        "n_scored": len(ok),
+        "n_failed": len(rows) - len(ok),
+        "n_tumour": len(tumour),
+        "n_tumour_free": len(free),
+    }
+    summary.update({k: tumour_group[k] for k in HEADLINE})
+    summary["fp_scan_rate"] = tumour_free_summary(free)["fp_scan_rate"]
+    summary.update({
+        "tumour": tumour_group,
+        "by_class": {name: group_summary(rs) for name, rs in sorted(by_class.items())},
+        "tumour_free": tumour_free_summary(free),
+        "all": group_summary(ok),
+        "definitions": DEFINITIONS,
+    })
+    return summary
+
+
+# ---------------------------------------------------------------- model adapters
+
+def predict_fn_for_interpreter(interpreter):
+    """``predict_fn`` for a TFLite interpreter (from ``interpreter.make_interpreter``)."""
+    from edge_runtime.interpreter import run_model
+
+    def predict(batch):
+        return run_model(interpreter, batch)
+    return predict
+
+
+def predict_fn_for_keras(model):
+    """``predict_fn`` for an in-memory Keras model (no TensorFlow import here)."""
+    def predict(batch):
+        return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    return predict
+
+
+def evaluate_tflite(model, samples, preprocessing, threshold=0.5, min_area_fraction=0.0,
+                    threads=None, progress=False, limit=None):
+    """Evaluate a .tflite (path or bytes) before it is bundled (conversion's accuracy gate)."""
+    from edge_runtime.interpreter import make_interpreter
+    interp = make_interpreter(model, threads)
+    return evaluate(samples, predict_fn_for_interpreter(interp), preprocessing, threshold,
+                    min_area_fraction, progress=progress, limit=limit)
+
+
+def evaluate_bundle(bundle, samples, threads=None, progress=False, limit=None):
+    """Evaluate a bundle (a ``bundle.Bundle`` or a path to one) with the TFLite runtime."""
+    from edge_runtime.interpreter import interpreter_info, make_interpreter
+    if not hasattr(bundle, "model_bytes"):
+        from edge_runtime.bundle import load_bundle
+        bundle = load_bundle(bundle)
+    interp = make_interpreter(bundle.model_bytes, threads)
+    result = evaluate(samples, predict_fn_for_interpreter(interp), bundle.preprocessing,
+                      bundle.threshold, bundle.min_area_fraction, progress=progress,
+                      limit=limit, label=f"evaluating {bundle.name}")
+    manifest = getattr(bundle, "manifest", {}) or {}
+    result.summary["model"] = {
+        "name": bundle.name, "format": manifest.get("format"), "variant": manifest.get("variant"),
+        "sha256": getattr(bundle, "sha256", None), "threads": threads,
+        "interpreter": interpreter_info(),
+    }
+    return result
+
+
+# ---------------------------------------------------------------- writing results
+
+def _atomic_write_text(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    if v is None:
+        return ""
+    return v
+
+
+def rows_to_csv(rows, fields=ROW_FIELDS):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _csv_value(r.get(k)) for k in fields})
+    return buf.getvalue()
+
+
+def to_json(obj):
+    return json.dumps(_nan_to_none(obj), indent=2, sort_keys=False) + "\n"
+
+
+def write_results(result, out_dir, stem="eval"):
+    """Write ``{stem}_scans.csv`` and ``{stem}_summary.json`` atomically -> (csv, json) paths."""
+    out_dir = Path(out_dir)
+    csv_path = _atomic_write_text(out_dir / f"{stem}_scans.csv", rows_to_csv(result.rows))
+    json_path = _atomic_write_text(out_dir / f"{stem}_summary.json", to_json(result.summary))
+    return csv_path, json_path
