@@ -1,0 +1,167 @@
+"""The only place that knows which TFLite interpreter package is installed.
+
+Order of preference: ``ai_edge_litert`` (the maintained LiteRT interpreter), then
+``tflite_runtime`` (frozen at 2.14, needs numpy<2), then ``tensorflow.lite`` (workstation
+fallback; TensorFlow is never imported unless the first two are missing or it is asked for).
+Set ``EDGE_SEG_INTERPRETER=litert|tflite_runtime|tensorflow`` to force one.
+
+XNNPACK is the default delegate in all three packages and is applied when the op resolver
+is left at its default (``experimental_op_resolver_type=AUTO``): this module never passes
+a resolver type, so the delegate stays on (without it models run 3-6x slower).
+"""
+
+import importlib
+import os
+
+import numpy as np
+
+from edge_runtime.errors import BundleError, EdgeSegError
+
+ENV_VAR = "EDGE_SEG_INTERPRETER"
+BACKENDS = ("litert", "tflite_runtime", "tensorflow")
+MAX_DEFAULT_THREADS = 4
+
+
+class InterpreterUnavailableError(EdgeSegError):
+    """No usable TFLite interpreter package (or a bad EDGE_SEG_INTERPRETER value)."""
+
+    exit_code = 4  # EXIT_MISSING_EXTRA
+
+
+def _version_of(dist, module):
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:  # noqa: BLE001 - metadata missing (vendored installs)
+        return getattr(module, "__version__", "unknown")
+
+
+def _load_backend(name):
+    """-> (Interpreter class, package label, version). Raises ImportError if absent."""
+    if name == "litert":
+        mod = importlib.import_module("ai_edge_litert.interpreter")
+        return mod.Interpreter, "ai-edge-litert", _version_of("ai-edge-litert", mod)
+    if name == "tflite_runtime":
+        mod = importlib.import_module("tflite_runtime.interpreter")
+        top = importlib.import_module("tflite_runtime")
+        return mod.Interpreter, "tflite-runtime", _version_of("tflite-runtime", top)
+    if name == "tensorflow":
+        tf = importlib.import_module("tensorflow")  # last resort, workstation only
+        return tf.lite.Interpreter, "tensorflow", getattr(tf, "__version__", "unknown")
+    raise InterpreterUnavailableError(
+        f"{ENV_VAR}={name!r} is not a known interpreter; allowed: {', '.join(BACKENDS)}")
+
+
+def _select_backend():
+    forced = os.environ.get(ENV_VAR, "").strip()
+    if forced:
+        if forced not in BACKENDS:
+            raise InterpreterUnavailableError(
+                f"{ENV_VAR}={forced!r} is not a known interpreter; allowed: {', '.join(BACKENDS)}")
+        try:
+            return _load_backend(forced)
+        except ImportError as exc:
+            raise InterpreterUnavailableError(
+                f"{ENV_VAR}={forced} but it cannot be imported ({exc})") from None
+    for name in BACKENDS:
+        try:
+            return _load_backend(name)
+        except ImportError:
+            continue
+    raise InterpreterUnavailableError(
+        "no TFLite interpreter installed; install one with: pip install ai-edge-litert "
+        "(or tflite-runtime with numpy<2)")
+
+
+def interpreter_info():
+    """-> {"package": ..., "version": ...} of the interpreter ``make_interpreter`` would use."""
+    _cls, package, version = _select_backend()
+    return {"package": package, "version": version}
+
+
+def default_threads():
+    """Threads used when none are given: the CPU count, at most 4 (a Raspberry Pi's cores)."""
+    return max(1, min(MAX_DEFAULT_THREADS, os.cpu_count() or 1))
+
+
+def make_interpreter(model, threads=None):
+    """A ready (tensors allocated) TFLite interpreter for ``model``.
+
+    ``model`` is a path to a .tflite file or the model's bytes. ``threads`` is a positive
+    integer or None for ``default_threads()``. XNNPACK stays on (default op resolver).
+    Raises ``BundleError`` when the model cannot be loaded.
+    """
+    if threads is None:
+        threads = default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    cls, _package, _version = _select_backend()
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        kwargs = {"model_content": bytes(model)}
+        label = "model bytes"
+    else:
+        kwargs = {"model_path": os.fspath(model)}
+        label = os.fspath(model)
+    try:
+        interp = cls(num_threads=threads, **kwargs)
+        interp.allocate_tensors()
+    except Exception as exc:  # noqa: BLE001 - interpreter errors are RuntimeError/ValueError
+        msg = " ".join(str(exc).split())[:300]
+        raise BundleError(f"{label}: the TFLite interpreter cannot load the model ({msg})") from None
+    return interp
+
+
+def input_shape(interpreter):
+    """The model's input tensor shape, e.g. (1, 256, 256, 1)."""
+    return tuple(int(d) for d in interpreter.get_input_details()[0]["shape"])
+
+
+def _quantize(x, detail):
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return x.astype(np.float32, copy=False)
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if not scale:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y, detail):
+    if y.dtype == np.float32:
+        return y
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if not scale:
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def run_model(interpreter, x):
+    """Run the model on preprocessed input(s).
+
+    ``x``: one image ``(S, S)`` or ``(S, S, 1)`` -> probability ``(S, S)``; a batch
+    ``(N, S, S, 1)`` -> ``(N, S, S)`` (run one at a time: models are exported at batch 1).
+    Quantised input/output tensors are (de)quantised here, so callers always see float32.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        batch, single = x[None, :, :, None], True
+    elif x.ndim == 3 and x.shape[-1] == 1:
+        batch, single = x[None], True
+    elif x.ndim == 4 and x.shape[-1] == 1:
+        batch, single = x, False
+    else:
+        raise ValueError(f"model input must be (S, S), (S, S, 1) or (N, S, S, 1), got {x.shape}")
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    want = tuple(int(d) for d in inp["shape"])
+    if tuple(batch.shape[1:]) != want[1:]:
+        raise ValueError(f"model expects input {want}, got images of shape {tuple(batch.shape[1:])}")
+    results = []
+    for i in range(batch.shape[0]):
+        interpreter.set_tensor(inp["index"], _quantize(batch[i:i + 1], inp))
+        interpreter.invoke()
+        y = _dequantize(interpreter.get_tensor(out["index"]), out)
+        results.append(y.reshape(y.shape[1], y.shape[2]) if y.ndim == 4 else np.squeeze(y))
+    probs = np.stack(results).astype(np.float32, copy=False)
+    return probs[0] if single else probs
