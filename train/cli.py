@@ -1,0 +1,73 @@
+"""``edge-seg train``: a thin shell over ``train.trainer.train``."""
+
+import click
+
+from edge_runtime.errors import EdgeSegError
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--variant", default="resunet_ag", help="Model variant (see --list).")
+@click.option("--preset", default="edge", help="Model size preset (see --list).")
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Labelled scans: figshare layout or images/+masks/. Repeatable.")
+@click.option("--negatives", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of tumour-free scans (empty masks). Repeatable.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run folder (runs/NAME).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option("--epochs", default=60, type=click.IntRange(1))
+@click.option("--batch-size", default=16, type=click.IntRange(1))
+@click.option("--patch-size", default=128, type=click.IntRange(16),
+              help="Training patch side; the network runs on the whole scan afterwards.")
+@click.option("--lr", "learning_rate", default=2e-3, type=click.FloatRange(0, min_open=True))
+@click.option("--seed", default=0, type=int)
+@click.option("--val-fraction", default=0.2, type=click.FloatRange(0, 1, min_open=True,
+                                                                   max_open=True))
+@click.option("--patience", default=15, type=click.IntRange(1), help="Early stopping epochs.")
+@click.option("--max-epochs-now", type=click.IntRange(1), default=None,
+              help="Stop after this many epochs in this call (resume later).")
+@click.option("--base-filters", type=click.IntRange(1), default=None,
+              help="Override the preset's width.")
+@click.option("--input-size", type=click.IntRange(16), default=None,
+              help="Override the preset's input size.")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
+              default="default", help="tf.distribute strategy (multiworker reads TF_CONFIG).")
+@click.option("--no-jit", is_flag=True, help="Disable XLA compilation.")
+@click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
+def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
+          learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
+          strategy, no_jit, list_only):
+    """Train a Res-UNet variant on labelled scans, split by patient family."""
+    from train.models import describe
+    from train.trainer import TrainConfig
+    from train.trainer import train as run_training
+
+    if list_only:
+        d = describe()
+        for kind in ("variants", "presets"):
+            click.echo(f"{kind}:")
+            for name, text in d[kind].items():
+                click.echo(f"  {name:14s} {text}")
+        return
+    if not out_dir:
+        raise click.UsageError("--out is required")
+    if not resume and not data:
+        raise click.UsageError("--data is required (unless --resume)")
+    cfg = TrainConfig(variant=variant, preset=preset, data=list(data),
+                      negatives=list(negatives), epochs=epochs, batch_size=batch_size,
+                      patch_size=patch_size, learning_rate=learning_rate, seed=seed,
+                      val_fraction=val_fraction, patience=patience, base_filters=base_filters,
+                      input_size=input_size, strategy=strategy, jit_compile=not no_jit)
+    try:
+        from train.models.registry import model_config
+        model_config(variant, preset)  # validate names early, with suggestions
+        state = run_training(cfg, out_dir, resume=resume,
+                             log=lambda m: click.echo(m, err=True),
+                             max_epochs_this_call=max_epochs_now)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except EdgeSegError as exc:
+        click.echo(f"edge-seg train: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    click.echo(f"epoch {state['epoch']}: best validation Dice {state['best_val_dice']:.4f} "
+               f"(epoch {state['best_epoch']})", err=True)

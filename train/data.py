@@ -1,0 +1,147 @@
+"""Training data: decode each scan once, then a deterministic tf.data patch pipeline.
+
+Scans go through ``edge_runtime.preprocess`` (the same code the device runs), are cached
+as arrays at model resolution, and an epoch is a stateless function of (seed, epoch): the
+same run resumed at epoch k sees exactly the batches it would have seen without a stop.
+"""
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.imageio import load_scan
+from edge_runtime.preprocess import prepare_image, prepare_mask
+
+
+def default_cache_dir():
+    return Path(os.environ.get("EDGE_SEG_CACHE", Path.home() / ".cache" / "edge-seg"))
+
+
+def _cache_key(samples, spec):
+    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    for s in samples:
+        h.update(f"{s.image}|{s.mask}|".encode())
+    return h.hexdigest()[:20]
+
+
+def load_arrays(samples, spec, cache_dir=None, progress=None):
+    """Return (images float16 (N,S,S), masks uint8 (N,S,S)) for samples; cached on disk."""
+    cache_dir = Path(cache_dir) if cache_dir else None
+    path = cache_dir / f"arrays_{_cache_key(samples, spec)}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return z["images"], z["masks"]
+    n, size = len(samples), spec.input_size
+    images = np.zeros((n, size, size), np.float16)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i, s in enumerate(samples):
+        scan = load_scan(s.image)
+        images[i], _ = prepare_image(scan.pixels, spec)
+        if s.mask is not None:
+            masks[i] = prepare_mask(load_scan(s.mask).pixels, spec)
+        if progress:
+            progress(i + 1, n)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, masks=masks)
+        os.replace(tmp, path)
+    return images, masks
+
+
+# ---------------------------------------------------------------- tf.data (TensorFlow only)
+
+def _affine_matrix(tf, angle, scale, size):
+    """Projective transform (output -> input coordinates) rotating/scaling about the centre."""
+    c = (tf.cast(size, tf.float32) - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    a0, a1 = cos, -sin
+    b0, b1 = sin, cos
+    a2 = c - a0 * c - a1 * c
+    b2 = c - b0 * c - b1 * c
+    return tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])
+
+
+def make_dataset(images, masks, patch_size, batch_size, seed,
+                 tumour_centred=0.9, augment=True, max_rotation_deg=15.0, scale_range=0.15):
+    """Return (epoch_dataset, steps): ``epoch_dataset(e)`` yields epoch ``e``'s ``steps``
+    batches of (patch (B,P,P,1), mask (B,P,P,1)), the same every time it is asked for.
+
+    Each epoch visits every scan once in a stateless shuffled order. A scan with a tumour
+    is cropped around a random tumour pixel with probability ``tumour_centred`` (the
+    patch position jittered so the tumour is not always central), otherwise at random.
+    """
+    import tensorflow as tf
+
+    n, size = images.shape[0], images.shape[1]
+    if patch_size > size:
+        raise ValueError(f"patch_size must be <= the scan size {size}, got {patch_size}")
+    images_t = tf.constant(images.astype(np.float32))
+    masks_t = tf.constant(masks)
+    half = patch_size // 2
+    pi = math.pi
+
+    def example(epoch, i, idx):
+        s = tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_003 + i])
+        u = tf.random.stateless_uniform([12], seed=s)
+        img = images_t[idx][..., None]
+        msk = tf.cast(masks_t[idx], tf.float32)[..., None]
+        both = tf.concat([img, msk], axis=-1)
+        if augment:
+            both = tf.cond(u[0] < 0.5, lambda: tf.image.flip_left_right(both), lambda: both)
+            angle = (u[1] * 2 - 1) * max_rotation_deg * pi / 180.0
+            scale = 1.0 + (u[2] * 2 - 1) * scale_range
+            m = _affine_matrix(tf, angle, scale, size)
+            both = tf.raw_ops.ImageProjectiveTransformV3(
+                images=both[None], transforms=m[None], output_shape=[size, size],
+                fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        img, msk = both[..., :1], tf.cast(both[..., 1:] >= 0.5, tf.float32)
+        # Patch position.
+        fg = tf.where(msk[..., 0] > 0)
+        n_fg = tf.shape(fg)[0]
+        rand_y = tf.cast(u[3] * (size - patch_size + 1), tf.int32)
+        rand_x = tf.cast(u[4] * (size - patch_size + 1), tf.int32)
+
+        def centred():
+            k = tf.minimum(tf.cast(u[5] * tf.cast(n_fg, tf.float32), tf.int32), n_fg - 1)
+            cy, cx = tf.cast(fg[k, 0], tf.int32), tf.cast(fg[k, 1], tf.int32)
+            jy = tf.cast((u[6] - 0.5) * half, tf.int32)
+            jx = tf.cast((u[7] - 0.5) * half, tf.int32)
+            y0 = tf.clip_by_value(cy - half + jy, 0, size - patch_size)
+            x0 = tf.clip_by_value(cx - half + jx, 0, size - patch_size)
+            return y0, x0
+
+        use_centre = tf.logical_and(n_fg > 0, u[8] < tumour_centred)
+        y0, x0 = tf.cond(use_centre, centred, lambda: (rand_y, rand_x))
+        img = img[y0:y0 + patch_size, x0:x0 + patch_size]
+        msk = msk[y0:y0 + patch_size, x0:x0 + patch_size]
+        if augment:
+            gamma = tf.exp((u[9] * 2 - 1) * 0.35)          # ~0.70 .. 1.42
+            contrast = 1.0 + (u[10] * 2 - 1) * 0.1
+            bright = (u[11] * 2 - 1) * 0.05
+            img = tf.clip_by_value(tf.pow(img, gamma) * contrast + bright, 0.0, 1.0)
+        img = tf.ensure_shape(img, [patch_size, patch_size, 1])
+        msk = tf.ensure_shape(msk, [patch_size, patch_size, 1])
+        return img, msk
+
+    def epoch_ds(epoch):
+        order = tf.argsort(tf.random.stateless_uniform(
+            [n], seed=tf.stack([tf.cast(seed, tf.int64), epoch])))
+        idx = tf.data.Dataset.from_tensor_slices(order)
+        pos = tf.data.Dataset.range(n)
+        return tf.data.Dataset.zip((pos, idx)).map(lambda i, j: example(epoch, i, j))
+
+    steps = n // batch_size
+    if steps < 1:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n} training scans")
+
+    def epoch_dataset(epoch):
+        # Drop the remainder so an epoch is exactly `steps` batches.
+        return (epoch_ds(tf.constant(epoch, tf.int64)).batch(batch_size, drop_remainder=True)
+                .prefetch(2))
+
+    return epoch_dataset, steps

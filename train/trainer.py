@@ -1,0 +1,282 @@
+"""The training loop: checkpoints, exact resume, CSV log, schedule, early stopping, signals.
+
+A run folder holds:
+  config.json      everything needed to rebuild the model, the data and the split
+  split.json       the validation families and sample keys (never a slice-level split)
+  log.csv          one row per epoch
+  state.json       last completed epoch, best score, early-stopping counter
+  last.keras       model + optimizer after the last completed epoch (resume point)
+  best.keras       the best model by validation Dice
+  report.json      final validation report (full-resolution metrics)
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.datasets import discover, split_by_family
+from edge_runtime.preprocess import Preprocessing
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "resunet_ag"
+    preset: str = "edge"
+    data: list = field(default_factory=list)        # labelled folders
+    negatives: list = field(default_factory=list)   # tumour-free folders
+    epochs: int = 60
+    batch_size: int = 16
+    patch_size: int = 128
+    learning_rate: float = 2e-3
+    min_learning_rate: float = 2e-5
+    warmup_epochs: int = 2
+    loss: str = "dice_bce"
+    val_fraction: float = 0.2
+    seed: int = 0
+    patience: int = 15
+    tumour_centred: float = 0.9
+    negatives_per_epoch: float = 0.5   # tumour-free scans per epoch, relative to tumour scans
+    jit_compile: bool = True
+    strategy: str = "default"
+    base_filters: int = None
+    depth: int = None
+    input_size: int = None
+    preprocessing: dict = None
+
+    def preprocessing_spec(self):
+        if self.preprocessing:
+            return Preprocessing.from_dict(self.preprocessing)
+        from train.models.registry import model_config
+        cfg = model_config(self.variant, self.preset, input_size=self.input_size)
+        return Preprocessing(input_size=cfg["input_size"])
+
+
+def _atomic_json(path, obj):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _atomic_save(model, path):
+    tmp = Path(str(path).replace(".keras", ".tmp.keras"))
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def lr_at(cfg, epoch):
+    """Linear warm-up then cosine decay, a pure function of the epoch (resume-exact)."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.learning_rate * (epoch + 1) / cfg.warmup_epochs
+    t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
+    return cfg.min_learning_rate + 0.5 * (cfg.learning_rate - cfg.min_learning_rate) * (
+        1 + math.cos(math.pi * min(1.0, t)))
+
+
+def gather_samples(cfg):
+    labelled, negatives = [], []
+    for d in cfg.data:
+        layout, s = discover(d)
+        (negatives if layout == "negatives" else labelled).extend(s)
+    for d in cfg.negatives:
+        _layout, s = discover(d)
+        negatives.extend(s)
+    if not labelled:
+        raise ValueError(f"no labelled scans found in {cfg.data}")
+    return labelled, negatives
+
+
+def make_split(cfg, labelled, negatives):
+    tr, va = split_by_family(labelled, cfg.val_fraction, cfg.seed)
+    ntr, nva = (split_by_family(negatives, cfg.val_fraction, cfg.seed) if negatives
+                else ([], []))
+    return tr, va, ntr, nva
+
+
+def validation_scores(model, images, masks, has_tumour, batch_size=8, threshold=0.5):
+    """Per-scan Dice at model resolution on tumour scans; share of tumour-free scans with any
+    predicted tumour pixel. A quick in-training proxy; the report uses full resolution."""
+    probs = model.predict(images[..., None].astype(np.float32), batch_size=batch_size,
+                          verbose=0)[..., 0]
+    pred = probs >= threshold
+    truth = masks > 0
+    inter = (pred & truth).sum(axis=(1, 2))
+    denom = pred.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))
+    dice = np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 1.0)
+    pos = has_tumour
+    out = {"val_dice": float(dice[pos].mean()) if pos.any() else float("nan")}
+    if (~pos).any():
+        out["val_fp_scan_rate"] = float(pred[~pos].any(axis=(1, 2)).mean())
+    return out, probs
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask training to stop after the current batch."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, _frame):
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _strategy(name):
+    import tensorflow as tf
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; allowed: default, mirrored, multiworker")
+
+
+def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
+    """Train (or resume) a run in ``out_dir``. Returns the final state dict."""
+    import keras
+
+    from train.data import default_cache_dir, load_arrays, make_dataset
+    from train.losses import get_loss
+    from train.models import build_model
+
+    out = Path(out_dir)
+    state_path = out / "state.json"
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"{out}: nothing to resume (no state.json)")
+        saved = json.loads((out / "config.json").read_text())
+        cfg = TrainConfig(**saved)
+        state = json.loads(state_path.read_text())
+    else:
+        if (out / "state.json").exists():
+            raise FileExistsError(f"{out}: a run already exists here; use --resume or a new --out")
+        out.mkdir(parents=True, exist_ok=True)
+        state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
+                 "finished": False}
+    spec = cfg.preprocessing_spec()
+    cfg.preprocessing = spec.to_dict()
+    keras.utils.set_random_seed(cfg.seed)
+
+    labelled, negatives = gather_samples(cfg)
+    tr, va, ntr, nva = make_split(cfg, labelled, negatives)
+    if not resume:
+        _atomic_json(out / "config.json", asdict(cfg))
+        _atomic_json(out / "split.json", {
+            "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+            "train_families": sorted({s.family for s in tr}),
+            "val_families": sorted({s.family for s in va}),
+            "val_keys": [s.key for s in va], "val_negative_keys": [s.key for s in nva],
+            "counts": {"train_scans": len(tr), "val_scans": len(va),
+                       "train_families": len({s.family for s in tr}),
+                       "val_families": len({s.family for s in va}),
+                       "train_negatives": len(ntr), "val_negatives": len(nva)}})
+
+    cache = default_cache_dir()
+    t0 = time.time()
+    log(f"loading {len(tr) + len(va)} labelled and {len(ntr) + len(nva)} tumour-free scans "
+        f"(cached in {cache})")
+    x_tr, y_tr = load_arrays(tr, spec, cache)
+    x_va, y_va = load_arrays(va, spec, cache)
+    if ntr:
+        xn_tr, yn_tr = load_arrays(ntr, spec, cache)
+        xn_va, yn_va = load_arrays(nva, spec, cache)
+        # A fixed, seeded subset of tumour-free scans joins the training set.
+        k = min(len(ntr), int(round(cfg.negatives_per_epoch * len(tr))))
+        pick = np.random.default_rng(cfg.seed).permutation(len(ntr))[:k]
+        x_tr = np.concatenate([x_tr, xn_tr[pick]])
+        y_tr = np.concatenate([y_tr, yn_tr[pick]])
+        x_val = np.concatenate([x_va, xn_va])
+        y_val = np.concatenate([y_va, yn_va])
+    else:
+        x_val, y_val = x_va, y_va
+    has_tumour = np.array([True] * len(va) + [False] * (len(x_val) - len(va)))
+    log(f"data ready in {time.time() - t0:.0f}s: {len(x_tr)} training scans, "
+        f"{len(x_val)} validation scans ({len(va)} with tumour)")
+
+    epoch_dataset, steps = make_dataset(x_tr, y_tr, cfg.patch_size, cfg.batch_size, cfg.seed,
+                                        tumour_centred=cfg.tumour_centred)
+
+    strategy = _strategy(cfg.strategy)
+    with strategy.scope():
+        if resume:
+            model = keras.models.load_model(out / "last.keras", compile=True)
+        else:
+            model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
+                                depth=cfg.depth, input_size=cfg.input_size,
+                                dynamic_size=True)
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                          loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
+
+    log_path = out / "log.csv"
+    fields = ["epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best"]
+    stop = _StopFlag()
+
+    class _Guard(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if stop.stop:
+                self.model.stop_training = True
+
+    last_epoch = cfg.epochs if max_epochs_this_call is None else min(
+        cfg.epochs, state["epoch"] + max_epochs_this_call)
+    with stop:
+        while state["epoch"] < last_epoch and not state["finished"]:
+            epoch = state["epoch"]
+            lr = lr_at(cfg, epoch)
+            model.optimizer.learning_rate.assign(lr)
+            t = time.time()
+            hist = model.fit(epoch_dataset(epoch), epochs=1, verbose=0, callbacks=[_Guard()])
+            if stop.stop:
+                _atomic_save(model, out / "interrupted.keras")
+                log(f"stopped by signal during epoch {epoch + 1}; resume continues from the end "
+                    f"of epoch {epoch} (last.keras); weights at the stop are in interrupted.keras")
+                break
+            scores, _ = validation_scores(model, x_val, y_val, has_tumour)
+            secs = time.time() - t
+            state["epoch"] = epoch + 1
+            improved = scores["val_dice"] > state["best_val_dice"]
+            if improved:
+                state.update(best_val_dice=scores["val_dice"], best_epoch=epoch + 1, bad_epochs=0)
+                _atomic_save(model, out / "best.keras")
+            else:
+                state["bad_epochs"] += 1
+            _atomic_save(model, out / "last.keras")
+            if state["bad_epochs"] >= cfg.patience:
+                state["finished"] = True
+                log(f"early stopping: no better validation Dice for {cfg.patience} epochs")
+            if state["epoch"] >= cfg.epochs:
+                state["finished"] = True
+            row = {"epoch": epoch + 1, "lr": f"{lr:.3g}",
+                   "loss": f"{hist.history['loss'][-1]:.4f}",
+                   "val_dice": f"{scores['val_dice']:.4f}",
+                   "val_fp_scan_rate": f"{scores.get('val_fp_scan_rate', float('nan')):.4f}",
+                   "seconds": f"{secs:.0f}", "best": int(improved)}
+            new = not log_path.exists()
+            with open(log_path, "a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=fields)
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            _atomic_json(state_path, state)
+            log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
+                f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.0f}s"
+                + (" *" if improved else ""))
+    return state
