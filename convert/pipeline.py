@@ -197,6 +197,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
 
     from edge_runtime.bundle import write_bundle
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     tools = _tool_versions()
     source_info = {"model_file": src.model_path.name, "model_file_sha256":
                    _sha256_file(src.model_path), "run": src.name if src.run_dir else None}
