@@ -1,0 +1,206 @@
+"""The evaluation loop and ``edge-seg eval`` on tiny synthetic datasets."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edge_runtime import metrics
+from edge_runtime.datasets import discover
+from edge_runtime.evaluate import ROW_FIELDS, evaluate, write_results
+from edge_runtime.preprocess import Preprocessing
+
+S = 64
+SPEC = Preprocessing(input_size=S)
+
+
+def _square(r0, r1, c0, c1, size=S):
+    m = np.zeros((size, size), np.uint8)
+    m[r0:r1, c0:c1] = 255
+    return m
+
+
+def _save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    """figshare layout, two classes, plus a tumour-free folder.
+
+    The scans are binary squares at the model's input size, so with the identity predictor
+    below the predicted mask is exactly the bright square (no resampling, x in {0, 1}).
+    """
+    root = tmp_path / "fig"
+    rows = [
+        # key, image square, mask square, label, name, family
+        ("a", (10, 18, 10, 18), (14, 22, 10, 18), 1, "meningioma", "p1"),  # overlap 32 of 64/64
+        ("b", (20, 30, 20, 30), (20, 30, 20, 30), 2, "glioma", "p2"),      # perfect, 100 px
+        ("c", (40, 48, 40, 48), (5, 10, 5, 10), 2, "glioma", "p3"),        # miss, 64 vs 25 px
+    ]
+    lines = ["index,image,mask,label,label_name,pid,pid_family"]
+    for key, img, msk, label, name, fam in rows:
+        _save(root / "images" / f"{key}.png", _square(*img))
+        _save(root / "masks" / f"{key}.png", _square(*msk))
+        lines.append(f"{key},images/{key}.png,masks/{key}.png,{label},{name},{fam},{fam}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    neg = tmp_path / "neg"
+    _save(neg / "clean.png", np.zeros((S, S), np.uint8))                 # nothing predicted
+    _save(neg / "alarm.png", _square(30, 40, 30, 40))                   # a false alarm
+    return root, neg
+
+
+def identity_predict(batch):
+    """prob = the normalised scan: bright squares are 'tumour'."""
+    return batch.copy()
+
+
+def _samples(*dirs):
+    out = []
+    for d in dirs:
+        out.extend(discover(d)[1])
+    return out
+
+
+def test_evaluate_matches_hand_computed(dataset):
+    fig, neg = dataset
+    res = evaluate(_samples(fig, neg), identity_predict, SPEC, threshold=0.5,
+                   min_area_fraction=0.0, batch_size=2)
+    assert res.ok and len(res.rows) == 5
+    by_key = {r["key"]: r for r in res.rows}
+    a, b, c = by_key["a"], by_key["b"], by_key["c"]
+    assert (a["tp"], a["fp"], a["fn"]) == (32, 32, 32)
+    assert a["dice"] == pytest.approx(0.5) and a["iou"] == pytest.approx(1 / 3)
+    assert b["dice"] == 1.0 and b["hd95_px"] == 0.0
+    assert c["dice"] == 0.0 and c["recall"] == 0.0
+    ref = metrics.hd95(_square(10, 18, 10, 18), _square(14, 22, 10, 18))
+    assert a["hd95_px"] == pytest.approx(ref)
+
+    s = res.summary
+    assert (s["n_scans"], s["n_tumour"], s["n_tumour_free"], s["n_failed"]) == (5, 3, 2, 0)
+    assert s["dice_mean"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert s["iou_mean"] == pytest.approx((1 / 3 + 1.0 + 0.0) / 3)
+    # pooled over the three tumour scans: tp=132, fp=32+64, fn=32+25
+    tp, fp, fn = 132, 96, 57
+    tn = 3 * S * S - tp - fp - fn
+    assert s["dice_pooled"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert s["iou_pooled"] == pytest.approx(tp / (tp + fp + fn))
+    assert s["precision_pooled"] == pytest.approx(tp / (tp + fp))
+    assert s["recall_pooled"] == pytest.approx(tp / (tp + fn))
+    assert s["miou_2class_pooled"] == pytest.approx(
+        (tp / (tp + fp + fn) + tn / (tn + fp + fn)) / 2, abs=1e-6)
+    assert s["tumour"]["missed_scans"] == 0            # scan c has a (wrong) prediction
+    assert s["by_class"]["glioma"]["n"] == 2
+    assert s["by_class"]["glioma"]["dice_mean"] == pytest.approx(0.5)
+    assert s["by_class"]["meningioma"]["dice_mean"] == pytest.approx(0.5)
+    tf = s["tumour_free"]
+    assert (tf["n"], tf["fp_scans"], tf["fp_scan_rate"]) == (2, 1, 0.5)
+    assert s["fp_scan_rate"] == 0.5
+    assert s["hd95_px_median"] == pytest.approx(np.median([a["hd95_px"], 0.0, c["hd95_px"]]))
+    assert s["all"]["n"] == 5
+
+
+def test_min_area_fraction_removes_small_predictions(dataset):
+    fig, neg = dataset
+    # 10x10 = 100 px = 2.4% of 64x64: a 3% floor drops every square here
+    res = evaluate(_samples(neg), identity_predict, SPEC, 0.5, 0.03)
+    assert res.summary["tumour_free"]["fp_scan_rate"] == 0.0
+
+
+def test_bad_scans_fail_alone(dataset, tmp_path):
+    fig, neg = dataset
+    (neg / "broken.png").write_bytes(b"not an image")
+    _save(fig / "masks" / "a.png", np.zeros((32, 32), np.uint8))        # wrong-size mask
+    res = evaluate(_samples(fig, neg), identity_predict, SPEC, 0.5, 0.0)
+    failed = [r for r in res.rows if r["status"] == "failed"]
+    assert {r["key"] for r in failed} == {"a", "broken.png"}
+    assert any("mask is 32x32" in r["error"] for r in failed)
+    assert res.summary["n_failed"] == 2 and res.summary["n_scored"] == 4
+    assert len(res.failures) == 2
+    # rows keep the samples' order
+    assert [r["key"] for r in res.rows][:3] == ["a", "b", "c"]
+
+
+def test_predict_fn_errors_become_failed_rows(dataset):
+    fig, _neg = dataset
+
+    def broken(batch):
+        raise RuntimeError("boom")
+    res = evaluate(_samples(fig), broken, SPEC)
+    assert all(r["status"] == "failed" and "boom" in r["error"] for r in res.rows)
+
+
+def test_write_results_has_every_field(dataset, tmp_path):
+    fig, neg = dataset
+    res = evaluate(_samples(fig, neg), identity_predict, SPEC, 0.5, 0.0)
+    csv_path, json_path = write_results(res, tmp_path / "out")
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == ROW_FIELDS and len(rows) == 5
+    summary = json.loads(json_path.read_text())
+    for key in ("dice_mean", "iou_mean", "dice_pooled", "iou_pooled", "miou_2class_pooled",
+                "precision_pooled", "recall_pooled", "hd95_px_median", "hd95_px_mean",
+                "fp_scan_rate", "by_class", "tumour_free", "all", "definitions"):
+        assert key in summary, key
+    assert summary["tumour"]["hd95_mm_median"] is None          # NaN is written as null
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_cli_eval_on_tiny_bundle(dataset, tiny_bundle, tmp_path):
+    from edge_runtime.cli import main
+    fig, neg = dataset
+    out = tmp_path / "ev"
+    r = CliRunner().invoke(main, ["eval", str(tiny_bundle), "--data", str(fig), "--data",
+                                  str(neg), "--out", str(out), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "2-class mIoU" in r.output and "tumour-free scans" in r.output
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["n_scored"] == 5
+    assert summary["model"]["name"] == "tiny-test"
+    assert summary["model"]["interpreter"]["package"]
+    assert summary["threshold"] == 0.5 and summary["min_area_fraction"] == 0.002
+    assert (out / "eval_scans.csv").read_text().startswith("key,image,mask")
+
+
+def test_cli_eval_split_val_from_run(dataset, tiny_bundle, tmp_path):
+    from edge_runtime.cli import main
+    fig, neg = dataset
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(
+        {"data": [str(fig)], "negatives": [str(neg)], "val_fraction": 0.2, "seed": 0}))
+    (run / "split.json").write_text(json.dumps(
+        {"val_keys": ["b"], "val_negative_keys": ["clean.png"]}))
+    r = CliRunner().invoke(main, ["eval", str(tiny_bundle), "--split", "val", "--run",
+                                  str(run), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert (summary["n_tumour"], summary["n_tumour_free"]) == (1, 1)
+    assert summary["data"]["split_from"] == "split.json"
+
+
+def test_cli_eval_errors_are_one_line(tiny_bundle, tmp_path):
+    from edge_runtime.cli import main
+    runner = CliRunner()
+    r = runner.invoke(main, ["eval", str(tiny_bundle)])
+    assert r.exit_code == 2 and "nothing to score" in r.output
+    r = runner.invoke(main, ["eval", str(tmp_path / "nope.zip"), "--data", str(tmp_path)])
+    assert r.exit_code in (2, 3)
+    assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(main, ["eval", str(tiny_bundle), "--split", "val"])
+    assert r.exit_code == 2 and "--run" in r.output
+    assert runner.invoke(main, ["eval", "--help"]).exit_code == 0
+
+
+def test_nan_free_json(dataset):
+    fig, _ = dataset
+    res = evaluate(_samples(fig), identity_predict, SPEC)
+    from edge_runtime.evaluate import to_json
+    text = to_json(res.summary)
+    assert "NaN" not in text and "Infinity" not in text
+    assert math.isnan(res.summary["tumour_free"]["fp_scan_rate"])
