@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from edge_runtime.errors import BundleError, EdgeSegError
+from edge_runtime.errors import EXIT_MISSING_EXTRA, BundleError, EdgeSegError
 
 ENV_VAR = "EDGE_SEG_INTERPRETER"
 BACKENDS = ("litert", "tflite_runtime", "tensorflow")
@@ -25,7 +25,7 @@ MAX_DEFAULT_THREADS = 4
 class InterpreterUnavailableError(EdgeSegError):
     """No usable TFLite interpreter package (or a bad EDGE_SEG_INTERPRETER value)."""
 
-    exit_code = 4  # EXIT_MISSING_EXTRA
+    exit_code = EXIT_MISSING_EXTRA
 
 
 def _version_of(dist, module):

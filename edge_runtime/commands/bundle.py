@@ -31,6 +31,13 @@ def format_manifest(manifest, indent=0):
         if isinstance(value, dict) and value:
             lines.append(" " * indent + f"{key}:")
             lines.extend(format_manifest(value, indent + 2))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(" " * indent + f"{key}:")
+            for item in value:
+                sub = format_manifest(item, indent + 4)
+                if sub:
+                    sub[0] = " " * (indent + 2) + "- " + sub[0].lstrip()
+                lines.extend(sub)
         else:
             lines.append(" " * indent + f"{key + ':':<{width + 1}} {_format_value(value)}")
     return lines
