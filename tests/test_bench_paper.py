@@ -1,0 +1,69 @@
+"""``python -m bench.paper_table`` on a fake run folder with tiny bundles."""
+
+import csv
+import json
+
+import pytest
+
+from bench import paper_table
+from bench.paper import CITATION, paper_ratios
+
+
+@pytest.fixture()
+def runs_dir(tmp_path, tiny_tflite_bytes):
+    from edge_runtime.bundle import make_manifest, write_bundle
+    from edge_runtime.preprocess import Preprocessing
+    runs = tmp_path / "runs"
+    run = runs / "r16"
+    (run / "export").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"variant": "resunet_ag", "preset": "edge"}))
+    (run / "report.json").write_text(json.dumps(
+        {"val": {"dice_mean": 0.7, "miou_2class_pooled": 0.85, "fp_scan_rate": 0.1}}))
+    (run / "best.keras").write_bytes(b"k" * 1000)
+    for fmt in ("fp32", "drq"):
+        manifest = make_manifest(
+            f"r16_{fmt}", fmt, Preprocessing(input_size=64), variant="resunet_ag",
+            source={"run": "r16"},
+            metrics={"gated": True, "scans": 40, "float": {"dice": 0.7},
+                     "converted": {"dice": 0.69, "miou_2class_tumour_scans": 0.84,
+                                   "fp_scan_rate": 0.2}})
+        write_bundle(run / "export" / f"r16_{fmt}.zip", tiny_tflite_bytes, manifest, "card")
+    (runs / "broken.zip").write_bytes(b"junk")
+    return runs
+
+
+def test_paper_table_end_to_end(runs_dir, tmp_path):
+    out = tmp_path / "results"
+    rc = paper_table.main(["--runs-dir", str(runs_dir), "--out", str(out), "--threads", "1",
+                           "--runs", "2", "--warmup", "0"])
+    assert rc == 0
+    for name in ("paper_table.md", "paper_table.csv", "paper_table.json",
+                 "accuracy_vs_latency.png"):
+        assert (out / name).is_file(), name
+    with open(out / "paper_table.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by = {(r["run"], r["format"]): r for r in rows}
+    assert by[("r16", "keras")]["dice"] == "0.7"                       # from report.json
+    assert by[("r16", "keras")]["accuracy_from"] == "report.json"
+    drq = by[("r16", "drq")]
+    assert drq["status"] == "ok" and float(drq["miou_2class"]) == 0.84   # from the gate
+    assert float(drq["latency_ms_t1"]) > 0 and float(drq["size_mb"]) > 0
+    assert float(drq["size_ratio_vs_fp32"]) > 0
+    assert by[("r16", "int8")]["status"] == "missing"
+    assert by[("r16", "fp16")]["status"] == "missing"
+    assert any(r["status"] == "FAILED" for r in rows)                  # broken.zip
+    assert sum(r["accuracy_from"] == "paper" for r in rows) == 2
+    md = (out / "paper_table.md").read_text()
+    assert CITATION in md and "0.845" in md and "0.3143" in md and "missing" in md
+
+
+def test_paper_table_with_nothing(tmp_path):
+    out = tmp_path / "results"
+    assert paper_table.main(["--runs-dir", str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert "no runs or bundles found" in (out / "paper_table.md").read_text()
+
+
+def test_paper_constants():
+    r = paper_ratios()
+    assert r["size_ratio"] == pytest.approx(127 / 32)
+    assert r["speedup"] == pytest.approx(314.3 / 197.3)
