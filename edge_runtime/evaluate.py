@@ -211,8 +211,10 @@ def evaluate(samples, predict_fn, preprocessing, threshold=0.5, min_area_fractio
         flush()
 
     if progress:
+        import sys
+
         import click
-        with click.progressbar(samples, label=label, file=None,
+        with click.progressbar(samples, label=label, file=sys.stderr,
                                item_show_func=lambda s: s.key if s else "") as bar:
             loop(bar)
     else:
