@@ -254,7 +254,7 @@ def build_manifest(item, src, spec, name, threshold, min_area, data_info, n_cali
             patients=data_info["patients"], families=data_info["families"],
             tumour_free_scans=data_info["tumour_free_scans"],
             train_scans=data_info["train_scans"], val_scans=data_info["val_scans"],
-            val_families_from=data_info["val_families_from"])
+            val_split_from=data_info["val_split_from"])
     for key in ("epochs", "loss", "patch_size", "batch_size"):
         if key in src.config:
             training[key] = src.config[key]

@@ -1,11 +1,12 @@
 """What ``edge-seg convert`` converts: a training run folder or a bare ``.keras`` file.
 
 A run folder ``runs/NAME/`` (written by ``edge-seg train``) holds ``config.json`` (variant,
-preset, preprocessing, data folders, split seed and validation families), ``best.keras`` and
-maybe ``report.json``. From it come the model, its preprocessing, the validation scans for the
+preset, preprocessing, ``data``/``negatives`` folders, ``seed``, ``val_fraction``),
+``split.json`` (validation keys), ``best.keras`` and maybe ``report.json``. From it come the model, its preprocessing, the validation scans for the
 accuracy gate and the training scans for int8 calibration. A bare ``.keras`` file has no
 config: preprocessing defaults to the model's input size, and the scans come from ``--data``
-folders split by family with seed 0 (validation for the gate, training for calibration).
+folders split by family with seed 0 and 0.2 (validation for the gate, training for
+calibration).
 """
 
 import json
@@ -60,6 +61,12 @@ class Source:
         if isinstance(pre, dict):
             return Preprocessing.from_dict(pre)
         size = _first(self.config, "input_size")
+        if size is None and self.variant and self.preset:
+            try:
+                from train.models.registry import model_config
+                size = model_config(self.variant, self.preset)["input_size"]
+            except Exception:  # noqa: BLE001 - a foreign run: fall back to the model
+                size = None
         if size is None and model is not None:
             size = model.inputs[0].shape[1]
         if size is None:
@@ -69,21 +76,11 @@ class Source:
 
     @property
     def split_seed(self):
-        split = self.config.get("split") if isinstance(self.config.get("split"), dict) else {}
-        return int(_first(split, "seed", default=_first(self.config, "split_seed", "seed",
-                                                         default=0)))
+        return int(_first(self.config, "seed", "split_seed", default=0))
 
     @property
     def val_fraction(self):
-        split = self.config.get("split") if isinstance(self.config.get("split"), dict) else {}
-        return float(_first(split, "val_fraction",
-                            default=_first(self.config, "val_fraction", default=0.2)))
-
-    @property
-    def val_families(self):
-        split = self.config.get("split") if isinstance(self.config.get("split"), dict) else {}
-        fams = _first(split, "val_families", default=_first(self.config, "val_families"))
-        return None if fams is None else set(map(str, fams))
+        return float(_first(self.config, "val_fraction", default=0.2))
 
     def threshold(self, default=0.5):
         return float(_first(self.config, "threshold",
@@ -95,14 +92,8 @@ class Source:
                                            default=default)))
 
     def data_dirs(self):
-        """Labelled and tumour-free folders the run trained on (paths as recorded)."""
-        data = self.config.get("data") if isinstance(self.config.get("data"), dict) else {}
-        dirs = (_as_list(_first(data, "dirs", "data_dirs", "labelled", "labeled"))
-                + _as_list(_first(data, "negatives", "negative_dirs", "tumour_free")))
-        if not dirs:
-            dirs = (_as_list(_first(self.config, "data_dirs", "data", "dataset_dirs"))
-                    + _as_list(_first(self.config, "negatives", "negative_dirs",
-                                      "negatives_dirs", "tumour_free_dirs")))
+        """Labelled and tumour-free folders the run trained on (config ``data``, ``negatives``)."""
+        dirs = _as_list(self.config.get("data")) + _as_list(self.config.get("negatives"))
         return [self._resolve(d) for d in dirs if isinstance(d, (str, Path))]
 
     def _resolve(self, d):
@@ -116,32 +107,45 @@ class Source:
 
     # ----------------------------------------------------------- scans
     def split(self, data_dirs=None):
-        """-> (train samples, validation samples, {dataset info}) from the data folders."""
-        dirs = [Path(d) for d in (data_dirs or self.data_dirs())]
-        if not dirs:
-            raise SourceError(f"{self.model_path}: no data folders recorded in config.json; "
-                              "pass --data DIR (labelled scans) [--data DIR ...]")
-        samples, layouts = [], []
+        """-> (train samples, validation samples, {dataset info}).
+
+        A training run: the validation scans are exactly those of ``edge-seg eval --split val
+        --run`` (``edge_runtime.evaluate.run_validation_samples``: the run's split.json, else
+        its config's seed and val_fraction); every other scan of the same folders is a
+        training scan (int8 calibration). Without a run: labelled and tumour-free scans of
+        ``data_dirs`` are each split by family with ``split_by_family`` (seed 0, 0.2), as
+        training does.
+        """
+        if self.run_dir is not None and (self.run_dir / "config.json").is_file():
+            from edge_runtime.evaluate import run_validation_samples
+            val, vinfo = run_validation_samples(self.run_dir, data_dirs)
+            dirs, split_from = [Path(d) for d in vinfo["data"]], vinfo["split_from"]
+        else:
+            dirs, val, split_from = [Path(d) for d in (data_dirs or [])], None, None
+            if not dirs:
+                raise SourceError(f"{self.model_path}: no training run (config.json) beside "
+                                  "it; pass --data DIR (labelled scans) [--data DIR ...]")
+        labelled, negatives, layouts = [], [], []
         for d in dirs:
             try:
                 layout, found = discover(d)
             except ValueError as exc:
                 raise SourceError(f"--data {d}: {exc}") from None
             layouts.append({"path": str(d), "layout": layout, "scans": len(found)})
-            samples.extend(found)
-        fams = self.val_families
-        if fams is not None:
-            val = [s for s in samples if (s.family or s.key) in fams]
-            train = [s for s in samples if (s.family or s.key) not in fams]
-        else:
-            train, val = split_by_family(samples, self.val_fraction, self.split_seed)
+            (negatives if layout == "negatives" else labelled).extend(found)
+        if val is None:
+            seed, fraction = self.split_seed, self.val_fraction
+            val = split_by_family(labelled, fraction, seed)[1] if labelled else []
+            val += split_by_family(negatives, fraction, seed)[1] if negatives else []
+            split_from = f"split_by_family(val_fraction={fraction}, seed={seed})"
+        val_images = {str(s.image) for s in val}
+        train = [s for s in labelled + negatives if str(s.image) not in val_images]
         info = {"folders": layouts,
-                "patients": len({s.patient for s in samples if s.mask is not None}),
-                "families": len({s.family for s in samples if s.mask is not None}),
-                "tumour_free_scans": sum(1 for s in samples if s.mask is None),
+                "patients": len({s.patient for s in labelled}),
+                "families": len({s.family for s in labelled}),
+                "tumour_free_scans": len(negatives),
                 "train_scans": len(train), "val_scans": len(val),
-                "val_families_from": "config.json" if fams is not None else
-                f"split_by_family(val_fraction={self.val_fraction}, seed={self.split_seed})"}
+                "val_split_from": split_from}
         return train, val, info
 
     # ----------------------------------------------------------- model

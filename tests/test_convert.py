@@ -221,10 +221,10 @@ def run_dir(tmp_path):
     run = tmp_path / "runs" / "toy"
     run.mkdir(parents=True)
     threshold_model().save(run / "best.keras")
-    (run / "config.json").write_text(json.dumps({
-        "variant": "threshold_toy", "preset": "tiny",
-        "preprocessing": {"input_size": S}, "split_seed": 0, "val_fraction": 0.4,
-        "data_dirs": [str(data)]}))
+    (run / "config.json").write_text(json.dumps({     # as train/trainer.py writes it
+        "variant": "threshold_toy", "preset": "tiny", "data": [str(data)], "negatives": [],
+        "seed": 0, "val_fraction": 0.4, "input_size": None,
+        "preprocessing": {"input_size": S}}))
     return run
 
 
@@ -293,6 +293,19 @@ def test_gate_refuses_a_bad_conversion_and_writes_nothing(run_dir, tmp_path, mon
     assert m["metrics"]["gate"]["passed"] is False and m["metrics"]["drop"]["dice"] > 0.5
 
 
+def test_gate_uses_the_runs_split_json(run_dir, tmp_path):
+    (run_dir / "split.json").write_text(json.dumps({
+        "seed": 0, "val_fraction": 0.4, "val_keys": ["s01", "s03", "s05"],
+        "val_negative_keys": []}))
+    out = tmp_path / "out"
+    result, output = invoke(run_dir, "--format", "fp32", "--out", out)
+    assert result.exit_code == 0, output
+    m = json.loads(zipfile.ZipFile(out / "toy_fp32.zip").read("manifest.json"))
+    assert m["metrics"]["scans"] == 3 and m["metrics"]["float"]["tumour_scans"] == 3
+    assert m["training"]["val_scans"] == 3 and m["training"]["train_scans"] == 7
+    assert m["training"]["val_split_from"] == "split.json"
+
+
 def test_negative_max_drop_refuses_even_a_faithful_conversion(run_dir, tmp_path):
     out = tmp_path / "out"
     result, output = invoke(run_dir, "--format", "fp32", "--out", out, "--max-drop", "-0.5",
@@ -354,15 +367,24 @@ def test_project_tiny_model_converts_at_batch_1():
 
 @pytest.mark.slow
 def test_paper_preset_sizes():
-    """The paper's Res-UNet + AG (~32.8M params): ~131 MB fp32, ~33 MB DRQ."""
+    """The paper's size (Res-UNet + AG, base 64, ~32M params): ~131 MB fp32, ~33 MB DRQ.
+
+    Sizes follow the parameter count: fp32 stores 4 bytes per weight, DRQ ~1 (int8 weights,
+    float32 biases and batch-norm folding). The project's decoder (UpSampling2D + conv, no
+    Conv2DTranspose) has ~31.4M params, the platform notes' Conv2DTranspose build 32.8M.
+    """
     try:
         from train.models import build_model
     except ImportError as exc:
         pytest.skip(f"train.models not available ({exc})")
     model = build_model("resunet_ag", "paper")
     params = model.count_params()
-    assert 32.0e6 < params < 33.6e6, params
+    assert 30e6 < params < 34e6, params
     fp32 = E.export_tflite(model, "fp32")
     drq = E.export_tflite(model, "drq")
-    assert 125e6 < len(fp32) < 137e6, len(fp32)
-    assert 31e6 < len(drq) < 35e6, len(drq)
+    print(f"paper preset: {params / 1e6:.2f}M params, fp32 {len(fp32) / 1e6:.1f} MB, "
+          f"drq {len(drq) / 1e6:.1f} MB")
+    assert 3.9 * params < len(fp32) < 4.1 * params, len(fp32)
+    assert 120e6 < len(fp32) < 137e6, len(fp32)
+    assert 0.95 * params < len(drq) < 1.1 * params, len(drq)
+    assert 30e6 < len(drq) < 35e6, len(drq)
