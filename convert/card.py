@@ -71,14 +71,15 @@ def model_card(manifest, report=None):
         f"- Patients: {tr.get('patients', '?')} in {tr.get('families', '?')} patient families; "
         f"tumour-free scans: {tr.get('tumour_free_scans', '?')}",
         f"- Split by patient family, seed {tr.get('split_seed', '?')}: "
-        f"{tr.get('train_scans', '?')} training scans, {tr.get('val_scans', '?')} validation scans",
+        f"{tr.get('train_scans', '?')} scans in the training split, {tr.get('val_scans', '?')} "
+        "in the validation split (tumour-free scans included in both)",
         "",
         "## Evaluation",
     ]
     if metrics.get("gated"):
         lines += [
-            f"Validation split ({metrics.get('split', 'validation')}), "
-            f"{(metrics.get('float') or {}).get('scans')} scans, masks scored at each scan's own "
+            f"Validation split: {(metrics.get('float') or {}).get('scans')} scans "
+            f"({(metrics.get('float') or {}).get('tumour_scans')} with a tumour), masks scored at each scan's own "
             "resolution after post-processing. The Keras float32 model and this converted model "
             "(ai-edge-litert, XNNPACK) were scored on the same scans.",
             "",
@@ -106,15 +107,16 @@ def model_card(manifest, report=None):
            f"; not delegated: {', '.join(xnn.get('undelegated_ops') or []) or xnn.get('error')}"),
     ]
     for row in interp:
-        lines.append(f"- {row.get('package')} {row.get('version') or ''}: {row.get('status')}"
+        lines.append(f"- {' '.join(filter(None, (row.get('package'), row.get('version'))))}: "
+                     f"{row.get('status')}"
                      + (f" ({row['detail']})" if row.get("detail") else ""))
     lines += [
         "",
         "## Limits",
         "- Trained on one public dataset of 2-D T1-weighted contrast-enhanced slices (figshare, "
         "Cheng et al.): other scanners, sequences, orientations and populations may do worse.",
-        "- Small tumours near the minimum area and tumours touching the skull are the most often "
-        "missed; tumour-free scans can still get a finding (see the rate above).",
+        "- Tumours can be missed and tumour-free scans can get a finding (see the rates above); "
+        "findings smaller than the minimum area are dropped by design.",
         "- Validation scores come from held-out patients of the development data, not from an "
         "independent test set.",
         "- Quantised formats (drq, fp16, int8) change the probabilities slightly; the gate above "

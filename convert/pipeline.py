@@ -205,6 +205,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
         manifest = build_manifest(item, src, spec, name, threshold, min_area, data_info,
                                   len(calibration) if calibration is not None else None,
                                   len(gate_samples), tools, source_info)
+        manifest["model_sha256"] = hashlib.sha256(item.model_bytes).hexdigest()  # for the card
         from convert.card import model_card
         item.path = write_bundle(out_dir / bundle_filename(name, item.fmt), item.model_bytes,
                                  manifest, model_card(manifest, src.report))
