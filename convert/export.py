@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -143,7 +144,10 @@ def export_tflite(keras_model, fmt, calibration_images=None, input_size=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.float32    # quantise/dequantise inside the graph
         converter.inference_output_type = tf.float32
-    with quiet_native_stderr() as native_log, contextlib.redirect_stdout(io.StringIO()):
+    with quiet_native_stderr() as native_log, contextlib.redirect_stdout(io.StringIO()), \
+            warnings.catch_warnings():
+        # int8 with float32 input/output is intended: no input statistics are needed.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
             return bytes(converter.convert())
         except Exception as exc:

@@ -346,9 +346,15 @@ def test_cli_help_and_usage_errors(run_dir, tmp_path):
     assert result.exit_code == EXIT_USAGE and "best.keras" in output
 
 
-def test_cli_is_registered_lazily():
+def test_cli_is_registered_lazily_and_imports_no_tensorflow():
+    import subprocess
+    import sys
     from edge_runtime.cli import COMMANDS
     assert COMMANDS["convert"][0] == "convert.cli:convert"
+    code = ("import sys, convert.cli, convert.export, convert.verify, convert.gate, "
+            "convert.pipeline, convert.source; "
+            "sys.exit(any(m in sys.modules for m in ('tensorflow', 'keras')))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 # ------------------------------------------------------------------ the project's models
