@@ -99,9 +99,9 @@ def summary_line(r):
     if x.get("error"):
         xnn = f"XNNPACK failed ({x['error']})"
     else:
+        missing = "" if x["whole_graph"] else f", not delegated: {','.join(x['undelegated_ops'])}"
         xnn = (f"XNNPACK {x['delegated_nodes']}/{x['total_nodes']} nodes in "
-               f"{x['partitions']} partition(s)" + ("" if x["whole_graph"] else
-                                                   f", not delegated: {','.join(x['undelegated_ops'])}"))
+               f"{x['partitions']} partition(s){missing}")
     interps = ", ".join(f"{i['package']} {i['status']}" for i in r.interpreters)
     if r.gate:
         g = r.gate

@@ -82,8 +82,8 @@ def _representative_dataset(images, input_shape):
     if arr.ndim == len(input_shape) - 1:          # (N, S, S) -> (N, S, S, 1)
         arr = arr[..., None]
     if arr.ndim != len(input_shape) or tuple(arr.shape[1:]) != tuple(input_shape[1:]):
-        raise ValueError(f"calibration images must have shape (N, {', '.join(map(str, input_shape[1:]))}),"
-                         f" got {arr.shape}")
+        want = ", ".join(map(str, input_shape[1:]))
+        raise ValueError(f"calibration images must have shape (N, {want}), got {arr.shape}")
     if len(arr) == 0:
         raise ValueError("calibration images are empty; int8 needs at least one scan")
 

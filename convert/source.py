@@ -2,11 +2,11 @@
 
 A run folder ``runs/NAME/`` (written by ``edge-seg train``) holds ``config.json`` (variant,
 preset, preprocessing, ``data``/``negatives`` folders, ``seed``, ``val_fraction``),
-``split.json`` (validation keys), ``best.keras`` and maybe ``report.json``. From it come the model, its preprocessing, the validation scans for the
-accuracy gate and the training scans for int8 calibration. A bare ``.keras`` file has no
-config: preprocessing defaults to the model's input size, and the scans come from ``--data``
-folders split by family with seed 0 and 0.2 (validation for the gate, training for
-calibration).
+``split.json`` (validation keys), ``best.keras`` and maybe ``report.json``. From it come the
+model, its preprocessing, the validation scans for the accuracy gate and the training scans
+for int8 calibration. A bare ``.keras`` file has no config: preprocessing defaults to the
+model's input size, and the scans come from ``--data`` folders split by family with seed 0
+and 0.2 (validation for the gate, training for calibration).
 """
 
 import json

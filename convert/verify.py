@@ -15,7 +15,6 @@
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -90,7 +89,7 @@ def _replaced_nodes(ops):
 
 
 def delegation_summary(ops):
-    """From ``_get_ops_details()`` after allocation -> (delegated, total, partitions, undelegated op names)."""
+    """``_get_ops_details()`` after allocation -> (delegated, total, partitions, undelegated ops)."""
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
     partitions = sum(1 for op in ops if op["op_name"] == "DELEGATE")
     replaced = _replaced_nodes(ops)
