@@ -45,6 +45,49 @@ def _fixed_shape(shape, batch_size, input_size):
     return shape
 
 
+def _nearest_upsample_layer():
+    """An export-only layer equal to ``UpSampling2D(2, interpolation="nearest")``.
+
+    Keras 3 writes nearest upsampling as RESHAPE + TILE, and TFLite's RESIZE_NEAREST_NEIGHBOR
+    is not taken by XNNPACK either (measured with ai-edge-litert 2.3): the graph splits into
+    several partitions. Four channel copies + DEPTH_TO_SPACE give the same values exactly
+    (out[2i+a, 2j+b, c] = x[i, j, c]) and run inside one XNNPACK partition; both ops load in
+    tflite-runtime 2.14. TensorFlow-only, used only while exporting.
+    """
+    keras = _keras()
+
+    class DepthToSpaceUpsample2D(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            for key in ("size", "interpolation", "data_format"):
+                kwargs.pop(key, None)
+            super().__init__(**kwargs)
+
+        def call(self, x):
+            import tensorflow as tf
+            return tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2)
+
+        def compute_output_shape(self, s):
+            return (s[0], None if s[1] is None else 2 * s[1],
+                    None if s[2] is None else 2 * s[2], s[3])
+
+    return DepthToSpaceUpsample2D
+
+
+def _swap_nearest_upsampling(config):
+    """Rewrite every 2x nearest UpSampling2D in a functional config; returns how many."""
+    count = 0
+    for layer in config.get("layers", []):
+        lc = layer.get("config", {})
+        if (layer.get("class_name") == "UpSampling2D" and lc.get("interpolation") == "nearest"
+                and tuple(lc.get("size", ())) == (2, 2)
+                and lc.get("data_format") in (None, "channels_last")):
+            layer["class_name"] = "DepthToSpaceUpsample2D"
+            layer["module"] = None
+            layer["registered_name"] = "DepthToSpaceUpsample2D"
+            count += 1
+    return count
+
+
 def fixed_batch_model(model, batch_size=1, input_size=None):
     """Rebuild a Keras 3 model with input shape (batch_size, S, S, C) and the same weights.
 
@@ -56,17 +99,20 @@ def fixed_batch_model(model, batch_size=1, input_size=None):
     if len(model.inputs) != 1:
         raise ValueError(f"expected a model with one input, got {len(model.inputs)}")
     shape = _fixed_shape(model.inputs[0].shape, batch_size, input_size)
-    if tuple(model.inputs[0].shape) == tuple(shape):
-        return model
     rebuilt = None
     try:
         config = model.get_config()
+        swapped = _swap_nearest_upsampling(config)
         inputs = _input_layer_configs(config)
+        if tuple(model.inputs[0].shape) == tuple(shape) and not swapped:
+            return model
         if len(inputs) == 1:
             inputs[0]["batch_shape"] = shape
             inputs[0].pop("batch_size", None)
             inputs[0].pop("shape", None)
-            rebuilt = model.__class__.from_config(config)
+            with keras.saving.custom_object_scope(
+                    {"DepthToSpaceUpsample2D": _nearest_upsample_layer()}):
+                rebuilt = model.__class__.from_config(config)
     except Exception:  # noqa: BLE001 - any config problem: try cloning instead
         rebuilt = None
     if rebuilt is None:

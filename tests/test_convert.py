@@ -143,12 +143,10 @@ def test_conv_only_model_is_one_xnnpack_partition():
         assert info["delegated_nodes"] == info["total_nodes"]
 
 
-def test_nearest_upsampling_splits_xnnpack(tiny):
-    """Keras 3 lowers UpSampling2D(nearest) to RESHAPE/TILE; XNNPACK does not take TILE."""
+def test_tiny_models_with_nearest_upsampling_run_in_one_partition(tiny):
     info = V.xnnpack_partitions(tiny[1]["fp32"])
-    assert not info["whole_graph"]
-    assert "TILE" in info["undelegated_ops"]
-    assert info["partitions"] >= 2
+    assert info["whole_graph"] and info["partitions"] == 1, info
+    assert "TILE" not in info["undelegated_ops"]
 
 
 def test_delegation_summary_counts_replaced_nodes():
@@ -394,3 +392,26 @@ def test_paper_preset_sizes():
     assert 120e6 < len(fp32) < 137e6, len(fp32)
     assert 0.95 * params < len(drq) < 1.1 * params, len(drq)
     assert 30e6 < len(drq) < 35e6, len(drq)
+
+
+def test_nearest_upsampling_is_exported_into_one_xnnpack_partition():
+    """Keras' nearest UpSampling2D becomes TILE (not delegated); export swaps in an exact
+    DEPTH_TO_SPACE equivalent so the whole graph runs in XNNPACK."""
+    keras = pytest.importorskip("keras")
+    from convert.export import export_tflite
+    from convert.verify import xnnpack_partitions
+    from edge_runtime.interpreter import make_interpreter, run_model
+
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+    model = keras.Model(inp, out)
+    blob = export_tflite(model, "fp32", input_size=32)
+    info = xnnpack_partitions(blob)
+    assert info["whole_graph"] and info["partitions"] == 1, info
+    x = np.random.default_rng(0).random((1, 32, 32, 1)).astype(np.float32)
+    got = run_model(make_interpreter(blob), x)
+    np.testing.assert_allclose(got.reshape(32, 32), model.predict(x, verbose=0).reshape(32, 32),
+                               atol=1e-5)
