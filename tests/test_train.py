@@ -162,3 +162,14 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
     assert [r.split(",")[0] for r in (run / "log.csv").read_text().splitlines()[1:]] == \
         [str(e) for e in range(1, 15)]
     assert (run / "best.keras").is_file() and (run / "last.keras").is_file()
+
+
+def test_report_choice_respects_the_false_positive_limit():
+    from train.report import choose
+    sweep = [{"threshold": 0.5, "min_area_fraction": a, "dice_mean": d, "fp_scan_rate": f}
+             for a, d, f in [(0.0, 0.80, 0.20), (0.001, 0.79, 0.06), (0.002, 0.78, 0.04),
+                             (0.003, 0.75, 0.01)]]
+    assert choose(sweep, 0.05)["min_area_fraction"] == 0.002
+    assert choose(sweep, 0.005)["min_area_fraction"] == 0.003      # none qualifies: fewest FP
+    no_negatives = [dict(s, fp_scan_rate=float("nan")) for s in sweep]
+    assert choose(no_negatives, 0.05)["min_area_fraction"] == 0.0

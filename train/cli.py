@@ -33,10 +33,12 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @click.option("--no-jit", is_flag=True, help="Disable XLA compilation.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Only (re)write the run's validation report (report.json) from best.keras.")
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
           learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
-          strategy, no_jit, list_only):
+          strategy, no_jit, report_only, list_only):
     """Train a Res-UNet variant on labelled scans, split by patient family."""
     from train.models import describe
     from train.trainer import TrainConfig
@@ -51,6 +53,9 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
         return
     if not out_dir:
         raise click.UsageError("--out is required")
+    if report_only:
+        _report(out_dir)
+        return
     if not resume and not data:
         raise click.UsageError("--data is required (unless --resume)")
     cfg = TrainConfig(variant=variant, preset=preset, data=list(data),
@@ -71,3 +76,22 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
         raise SystemExit(exc.exit_code) from None
     click.echo(f"epoch {state['epoch']}: best validation Dice {state['best_val_dice']:.4f} "
                f"(epoch {state['best_epoch']})", err=True)
+    if state.get("finished") and state.get("best_epoch"):
+        _report(out_dir)
+
+
+def _report(out_dir):
+    """Full-resolution validation report + post-processing chosen on validation."""
+    from pathlib import Path
+
+    from train.report import final_report
+    if not (Path(out_dir) / "best.keras").is_file():
+        raise click.ClickException(f"{out_dir}: no best.keras to report on")
+    try:
+        rep = final_report(out_dir, progress=True, log=lambda m: click.echo(m, err=True))
+    except EdgeSegError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"report: {Path(out_dir) / 'report.json'}: Dice {rep['dice_mean']:.4f}, "
+               f"2-class mIoU (pooled) {rep['miou_2class_pooled']:.4f}, tumour-free scans "
+               f"flagged {rep['fp_scan_rate']:.3f} (threshold {rep['threshold']}, "
+               f"min_area_fraction {rep['min_area_fraction']})", err=True)
