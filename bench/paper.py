@@ -1,7 +1,7 @@
 """The paper's own numbers, kept beside ours in every table (nothing here is measured).
 
-Aprianto, R. & Riana, D. (2025). Brain tumour segmentation with an attention-gated residual
-U-Net, quantised for edge devices. CommIT (Communication and Information Technology) Journal.
+Aprianto & Riana (2025), "Brain Tumor Segmentation Meets Efficiency: Res-UNet Improved by
+Attention Mechanisms and Quantization", CommIT (Communication and Information Technology) Journal.
 Reported on their own hardware and data split: compare ratios (DRQ vs Keras), not absolute
 times, and remember their "mean IoU" is the 2-class Keras MeanIoU (background and tumour).
 """
