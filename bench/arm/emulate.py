@@ -1,0 +1,798 @@
+"""Prove the device install on aarch64: edge-seg under an emulated Cortex-A72 (qemu-user).
+
+Builds (once, cached) a Debian bookworm arm64 sysroot with debootstrap, downloads aarch64
+wheels on the host, installs the DEVICE install of edge-seg (a wheel of this checkout) into
+aarch64 venvs, one per TFLite interpreter package, and runs under
+``qemu-aarch64-static -cpu cortex-a72 -L SYSROOT``:
+
+    edge-seg --version
+    edge-seg run SCANS --bundle BUNDLE --out OUT --threads 1 --json
+    edge-seg bench BUNDLE --runs 1 --warmup 0 --threads 1
+
+The masks are compared with the ones the same ``edge-seg run`` command writes on this x86
+host: per scan "identical", or "close" (Dice >= 0.999: float rounding flipped a few boundary
+pixels), else the run fails.
+
+Exit codes: 0 all scans agree and bench ran; 1 a mask differs or an emulated command failed;
+2 usage (bad arguments, no bundle, no scans); 3 setup failed (tools, sysroot, venv);
+77 skipped: the Debian mirror or the package index cannot be reached (cold cache only).
+
+Cache: ``--cache`` (default ``$EDGE_SEG_ARM_CACHE`` or ``~/.cache/edge-seg/arm64``) holds the
+sysroot, the wheels and the venvs; a warm run needs no network. See docs/ARM.md.
+
+No binfmt_misc is assumed: every aarch64 program is started through qemu-aarch64-static. A
+venv's ``bin/python`` is a small host shell script that does that, so the Python processes
+edge-seg starts itself (``edge-seg bench`` measures memory and the sgemm ceiling in fresh
+processes) run emulated too.
+"""
+
+import argparse
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_SETUP, EXIT_NO_NETWORK = 0, 1, 2, 3, 77
+
+RECIPE = 1                  # bump to rebuild every cached sysroot, wheel folder and venv
+SUITE = "bookworm"
+PYTHON = "3.11"             # bookworm's python3, as on Raspberry Pi OS bookworm
+QEMU_CPU = "cortex-a72"     # the Raspberry Pi 4's core
+DICE_TOLERANCE = 0.999
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+SYSROOT_PACKAGES = ("python3", "python3-venv", "libstdc++6")
+WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
+                   "manylinux_2_28_aarch64", "manylinux_2_31_aarch64", "manylinux_2_34_aarch64",
+                   "manylinux_2_36_aarch64")   # bookworm: glibc 2.36
+NETWORK_ERRORS = ("Temporary failure in name resolution", "Name or service not known",
+                  "Network is unreachable", "Connection refused", "Max retries exceeded",
+                  "NewConnectionError", "ConnectTimeout", "ReadTimeout", "timed out",
+                  "No route to host", "Could not resolve host", "Failed to establish",
+                  "ProxyError", "Cannot connect")
+
+# One venv per interpreter package. ``deps``: install edge-seg with its own dependencies
+# (the plain ``pip install edge-seg`` a Pi user runs) or --no-deps plus ``requirements``.
+INTERPRETERS = {
+    "litert": {
+        "requirements": ("numpy", "pillow", "click", "psutil", "ai-edge-litert"),
+        "edge_seg_deps": True,
+        "package": "ai-edge-litert",
+    },
+    "tflite_runtime": {
+        "requirements": ("numpy<2", "pillow", "click", "psutil", "tflite-runtime==2.14.0"),
+        "edge_seg_deps": False,   # edge-seg's install_requires would pull ai-edge-litert
+        "package": "tflite-runtime",
+    },
+}
+
+CPUINFO_ONE = """processor\t: {n}
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x0
+CPU part\t: 0xd08
+CPU revision\t: 3
+
+"""
+CPUINFO_TAIL = """Hardware\t: BCM2835
+Revision\t: c03114
+Model\t\t: Raspberry Pi 4 Model B Rev 1.4 (emulated: qemu-user -cpu cortex-a72)
+"""
+
+
+class ArmError(Exception):
+    """One-line failure with an exit code."""
+
+    exit_code = EXIT_SETUP
+
+
+class NoNetwork(ArmError):
+    exit_code = EXIT_NO_NETWORK
+
+
+class UsageError(ArmError):
+    exit_code = EXIT_USAGE
+
+
+class Mismatch(ArmError):
+    exit_code = EXIT_MISMATCH
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def repo_root():
+    return Path(__file__).resolve().parent.parent.parent
+
+
+def default_cache():
+    env = os.environ.get("EDGE_SEG_ARM_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "edge-seg" / "arm64"
+
+
+def build_parser():
+    root = repo_root()
+    p = argparse.ArgumentParser(
+        prog="bench/arm/emulate.sh",
+        description="Run the device install of edge-seg on an emulated Cortex-A72 (aarch64) "
+                    "and compare its masks with this host's.",
+        epilog="Exit codes: 0 ok, 1 masks differ or a command failed, 2 usage, 3 setup failed, "
+               "77 skipped (no network on a cold cache).")
+    p.add_argument("--bundle", type=Path, default=root / "edge_runtime" / "models" / "default.zip",
+                   help="bundle to run (default: the shipped edge_runtime/models/default.zip)")
+    p.add_argument("--scans", type=Path, nargs="+", default=[root / "examples"],
+                   help="scan files or folders (default: examples/)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="cache folder for sysroot, wheels, venvs "
+                        "(default: $EDGE_SEG_ARM_CACHE or ~/.cache/edge-seg/arm64)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: CACHE/out; replaced on each run)")
+    p.add_argument("--interpreters", default="litert,tflite_runtime",
+                   help="comma-separated: " + ", ".join(INTERPRETERS) + " (default: both)")
+    p.add_argument("--mirror", default=os.environ.get("EDGE_SEG_ARM_MIRROR"),
+                   help="Debian mirror (default: $EDGE_SEG_ARM_MIRROR, else the host's apt "
+                        "sources, else " + DEFAULT_MIRROR + ")")
+    p.add_argument("--tolerance", type=float, default=DICE_TOLERANCE,
+                   help=f"smallest Dice accepted when masks are not identical (default {DICE_TOLERANCE})")
+    p.add_argument("--no-bench", action="store_true", help="skip edge-seg bench under emulation")
+    p.add_argument("--refresh", action="store_true",
+                   help="rebuild the sysroot and venvs and download the wheels again")
+    return p
+
+
+def parse_args(argv=None):
+    """-> argparse.Namespace with checked paths; raises UsageError (exit 2)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:           # argparse already printed its one-line error/help
+        if exc.code in (0, None):
+            raise
+        raise UsageError("bad arguments (see --help)") from None
+    names = [n.strip() for n in args.interpreters.split(",") if n.strip()]
+    unknown = [n for n in names if n not in INTERPRETERS]
+    if not names or unknown:
+        raise UsageError(f"--interpreters {args.interpreters!r}: allowed "
+                         f"{', '.join(INTERPRETERS)}")
+    args.interpreters = list(dict.fromkeys(names))
+    if not 0.0 < args.tolerance <= 1.0:
+        raise UsageError(f"--tolerance {args.tolerance}: must be in (0, 1]")
+    if not args.bundle.exists():
+        hint = " (the shipped default bundle is not built yet; pass --bundle)" \
+            if args.bundle == parser.get_default("bundle") else ""
+        raise UsageError(f"bundle not found: {args.bundle}{hint}")
+    args.bundle = args.bundle.resolve()
+    scans = []
+    for path in args.scans:
+        if not path.exists():
+            raise UsageError(f"scans not found: {path}")
+        scans.append(path.resolve())
+    args.scans = scans
+    args.cache = (args.cache or default_cache()).expanduser().resolve()
+    args.out = (args.out or args.cache / "out").expanduser().resolve()
+    for path in scans:
+        if args.out == path or path in args.out.parents or args.out in path.parents:
+            raise UsageError(f"--out {args.out} overlaps the scans in {path}")
+    return args
+
+
+# ----------------------------------------------------------------------------- comparing
+
+def load_mask(path):
+    import numpy as np
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L")) > 0
+
+
+def mask_agreement(a, b, tolerance=DICE_TOLERANCE):
+    """Compare two masks (any non-zero pixel is tumour) -> dict.
+
+    ``status``: "identical" (every pixel equal), "close" (Dice >= tolerance: float rounding
+    flipped boundary pixels), "DIFFERENT" (lower Dice or another shape). Dice of two empty
+    masks is 1.0.
+    """
+    import numpy as np
+    a = np.asarray(a) != 0
+    b = np.asarray(b) != 0
+    if a.shape != b.shape:
+        return {"status": "DIFFERENT", "dice": None, "differing_px": None,
+                "pixels_a": int(a.sum()), "pixels_b": int(b.sum()),
+                "detail": f"shape {a.shape} vs {b.shape}"}
+    inter = int(np.logical_and(a, b).sum())
+    na, nb = int(a.sum()), int(b.sum())
+    differing = int(np.logical_xor(a, b).sum())
+    dice = 1.0 if na + nb == 0 else 2.0 * inter / (na + nb)
+    if differing == 0:
+        status = "identical"
+    elif dice >= tolerance:
+        status = "close"
+    else:
+        status = "DIFFERENT"
+    return {"status": status, "dice": dice, "differing_px": differing,
+            "pixels_a": na, "pixels_b": nb, "detail": ""}
+
+
+def compare_runs(ref_dir, arm_dir, tolerance=DICE_TOLERANCE):
+    """Compare every ``*_mask.png`` of the reference run with the emulated run's -> rows.
+
+    A mask missing on either side is a row with status "MISSING".
+    """
+    ref_dir, arm_dir = Path(ref_dir), Path(arm_dir)
+    ref = {p.name for p in ref_dir.glob("*_mask.png")}
+    arm = {p.name for p in arm_dir.glob("*_mask.png")} if arm_dir.is_dir() else set()
+    rows = []
+    for name in sorted(ref | arm):
+        scan = name[: -len("_mask.png")]
+        if name not in ref or name not in arm:
+            side = "aarch64" if name not in arm else "x86"
+            rows.append({"scan": scan, "status": "MISSING", "dice": None, "differing_px": None,
+                         "pixels_a": None, "pixels_b": None, "detail": f"no mask from {side}"})
+            continue
+        row = mask_agreement(load_mask(ref_dir / name), load_mask(arm_dir / name), tolerance)
+        rows.append({"scan": scan, **row})
+    return rows
+
+
+def rows_ok(rows):
+    return bool(rows) and all(r["status"] in ("identical", "close") for r in rows)
+
+
+def format_row(row):
+    dice = "-" if row["dice"] is None else f"{row['dice']:.6f}"
+    diff = "-" if row["differing_px"] is None else str(row["differing_px"])
+    px = "-" if row["pixels_a"] is None else f"{row['pixels_a']}/{row['pixels_b']}"
+    text = f"  {row['scan']:<28} {row['status']:<10} dice {dice:<9} differing px {diff:<6} " \
+           f"tumour px x86/arm {px}"
+    return text + (f"  ({row['detail']})" if row.get("detail") else "")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def log(msg):
+    print(f"[arm] {msg}", file=sys.stderr, flush=True)
+
+
+def _tail(text, n=1):
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])[:400] if lines else "no output"
+
+
+def _looks_offline(text):
+    return any(key.lower() in (text or "").lower() for key in NETWORK_ERRORS)
+
+
+def run(cmd, *, what, env=None, cwd=None, timeout=None, check=True, capture=True, quiet=False):
+    """Run ``cmd``; on failure raise ArmError(one line) (NoNetwork when it smells offline)."""
+    if not quiet:
+        log("$ " + " ".join(shlex.quote(str(c)) for c in cmd))
+    try:
+        proc = subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, timeout=timeout,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None, text=True)
+    except FileNotFoundError as exc:
+        raise ArmError(f"{what}: {exc.filename} not found") from None
+    except subprocess.TimeoutExpired:
+        raise ArmError(f"{what}: timed out after {timeout} s") from None
+    if check and proc.returncode != 0:
+        text = (proc.stdout or "") + "\n" + (proc.stderr or "")
+        cls = NoNetwork if _looks_offline(text) else ArmError
+        raise cls(f"{what} failed (exit {proc.returncode}): {_tail(text)}")
+    return proc
+
+
+def probe(url, timeout=15):
+    """True when ``url`` answers (any HTTP status counts: the host is reachable)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def host_mirror():
+    """The Debian mirror in the host's apt sources (not the security one), if any."""
+    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")) \
+        + sorted(glob.glob("/etc/apt/sources.list.d/*.sources"))
+    for name in files:
+        try:
+            text = Path(name).read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            for url in re.findall(r"(https?://\S+)", line):
+                url = url.rstrip("/")
+                if "security" not in url and url.endswith("/debian"):
+                    return url
+    return None
+
+
+def nice_prefix():
+    """Run heavy work at the lowest priority: CI shares the machine with other jobs."""
+    return ["nice", "-n", "19"] if shutil.which("nice") else []
+
+
+def _stamp_ok(path, key):
+    try:
+        return json.loads(Path(path).read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_stamp(path, key, **extra):
+    Path(path).write_text(json.dumps({"key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                      **extra}, indent=1) + "\n")
+
+
+def _rmtree(path):
+    if Path(path).is_symlink() or Path(path).is_file():
+        Path(path).unlink()
+    elif Path(path).exists():
+        shutil.rmtree(path)
+
+
+# ----------------------------------------------------------------------------- setup
+
+def ensure_tools():
+    """qemu-aarch64-static and debootstrap, installed with apt-get when missing (root)."""
+    missing = [t for t in ("qemu-aarch64-static", "debootstrap", "dpkg-deb")
+               if not shutil.which(t) and not Path("/usr/sbin", t).exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ArmError(f"missing {', '.join(missing)}: run as root with apt-get, or "
+                       "apt-get install qemu-user-static debootstrap")
+    log(f"installing qemu-user-static debootstrap (missing: {', '.join(missing)})")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = run(["apt-get", "update"], what="apt-get update", env=env, check=False)
+    text = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0 or re.search(r"^(W|E): (Failed to fetch|Some index files)", text, re.M):
+        if _looks_offline(text) or "Failed to fetch" in text:
+            raise NoNetwork(f"apt-get update cannot reach the Debian mirror: {_tail(text)}")
+        raise ArmError(f"apt-get update failed: {_tail(text)}")
+    run(["apt-get", "install", "-y", "--no-install-recommends", "qemu-user-static",
+         "debootstrap"], what="apt-get install qemu-user-static debootstrap", env=env)
+
+
+def qemu_binary():
+    path = shutil.which("qemu-aarch64-static")
+    if not path:
+        raise ArmError("qemu-aarch64-static not found (apt-get install qemu-user-static)")
+    return path
+
+
+def write_cpuinfo(sysroot):
+    """qemu-user reads /proc/cpuinfo from the sysroot: LiteRT's cpuinfo library segfaults in
+    allocate_tensors() on the host's x86 one, so give it a Cortex-A72's (one entry per host
+    CPU: the core count seen through sched_getaffinity is the host's)."""
+    n = os.cpu_count() or 1
+    proc = Path(sysroot) / "proc"
+    proc.mkdir(exist_ok=True)
+    (proc / "cpuinfo").write_text("".join(CPUINFO_ONE.format(n=i) for i in range(n)) + CPUINFO_TAIL)
+
+
+def build_sysroot(cache, mirror, refresh=False):
+    """-> path of a Debian bookworm arm64 sysroot with python3 + venv (cached)."""
+    sysroot = cache / "sysroot"
+    key = f"recipe{RECIPE}:{SUITE}:{','.join(SYSROOT_PACKAGES)}"
+    stamp = sysroot / ".edge-seg-arm.json"
+    if not refresh and _stamp_ok(stamp, key):
+        write_cpuinfo(sysroot)
+        return sysroot, False
+    mirror = mirror or host_mirror() or DEFAULT_MIRROR
+    if not probe(f"{mirror}/dists/{SUITE}/Release"):
+        raise NoNetwork(f"cannot reach the Debian mirror {mirror}")
+    tmp = cache / "sysroot.tmp"
+    _rmtree(tmp)
+    log(f"building the arm64 {SUITE} sysroot from {mirror} (debootstrap --foreign)")
+    run(nice_prefix() + ["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
+                         "--include=" + ",".join(SYSROOT_PACKAGES), SUITE, tmp, mirror],
+        what="debootstrap", timeout=1800)
+    debs = sorted((tmp / "var/cache/apt/archives").glob("*.deb"))
+    if not debs:
+        raise ArmError("debootstrap left no .deb files to unpack")
+    log(f"unpacking {len(debs)} packages with dpkg-deb -x (no chroot, no second stage)")
+    for deb in debs:
+        run(["dpkg-deb", "-x", deb, tmp], what=f"dpkg-deb -x {deb.name}", timeout=600, quiet=True)
+    for deb in debs:
+        deb.unlink()
+    if not (tmp / f"usr/bin/python{PYTHON}").exists():
+        raise ArmError(f"the sysroot has no usr/bin/python{PYTHON}")
+    if not list((tmp / "usr/share/python-wheels").glob("pip-*.whl")):
+        raise ArmError("the sysroot has no pip wheel in usr/share/python-wheels")
+    write_cpuinfo(tmp)
+    _write_stamp(tmp / ".edge-seg-arm.json", key, mirror=mirror, debs=len(debs))
+    _rmtree(sysroot)
+    tmp.rename(sysroot)
+    return sysroot, True
+
+
+def pip_download(dest, requirements):
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-cache-dir",
+           "--python-version", PYTHON, "--implementation", "cp", "--abi", "cp" + PYTHON.replace(".", "")]
+    for plat in WHEEL_PLATFORMS:
+        cmd += ["--platform", plat]
+    return run(nice_prefix() + cmd + ["-d", dest, *requirements], what="pip download", timeout=1800)
+
+
+def download_wheels(cache, name, refresh=False):
+    """-> folder of aarch64 cp311 wheels for interpreter ``name`` (cached)."""
+    reqs = INTERPRETERS[name]["requirements"]
+    folder = cache / f"wheels-{name}"
+    key = f"recipe{RECIPE}:{PYTHON}:{','.join(WHEEL_PLATFORMS)}:{','.join(reqs)}"
+    stamp = folder / ".edge-seg-arm.json"
+    if not refresh and _stamp_ok(stamp, key):
+        return folder, False
+    tmp = cache / f"wheels-{name}.tmp"
+    _rmtree(tmp)
+    tmp.mkdir(parents=True)
+    log(f"downloading aarch64 wheels for {name}: {' '.join(reqs)}")
+    pip_download(tmp, reqs)
+    if not list(tmp.glob("*.whl")):
+        raise ArmError(f"pip download left no wheels for {name}")
+    _write_stamp(tmp / ".edge-seg-arm.json", key, wheels=sorted(p.name for p in tmp.glob("*.whl")))
+    _rmtree(folder)
+    tmp.rename(folder)
+    return folder, True
+
+
+def build_project_wheel(dest):
+    """``pip wheel --no-deps .`` of this checkout on the host -> the wheel's path."""
+    _rmtree(dest)
+    dest.mkdir(parents=True)
+    root = repo_root()
+    base = nice_prefix() + [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
+                            "-w", dest]
+    try:   # no network needed when setuptools and wheel are on the host
+        import setuptools  # noqa: F401
+        import wheel  # noqa: F401
+        cmd = base + ["--no-build-isolation", str(root)]
+    except ImportError:
+        cmd = base + [str(root)]
+    run(cmd, what="pip wheel --no-deps .", timeout=900)
+    wheels = sorted(dest.glob("edge_seg-*.whl"))
+    if len(wheels) != 1:
+        raise ArmError(f"pip wheel made {len(wheels)} edge-seg wheels in {dest}")
+    return wheels[0]
+
+
+class ArmVenv:
+    """An aarch64 venv in the cache whose ``bin/python`` is a host script running the real
+    ``bin/python3.11`` under qemu (so child processes of edge-seg are emulated too)."""
+
+    def __init__(self, cache, sysroot, name):
+        self.name = name
+        self.path = cache / f"venv-{name}"
+        self.sysroot = sysroot
+        self.qemu = qemu_binary()
+        self.real = self.path / "bin" / f"python{PYTHON}"
+        self.python = self.path / "bin" / "python"
+
+    def qemu_prefix(self):
+        return [self.qemu, "-cpu", QEMU_CPU, "-L", str(self.sysroot), "-0", str(self.python),
+                str(self.real)]
+
+    def env(self, **extra):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "EDGE_SEG_", "LD_"))}
+        env.update({"PYTHONNOUSERSITE": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
+                    "PIP_NO_INPUT": "1"})
+        env.update(extra)
+        return env
+
+    def write_wrapper(self):
+        text = ("#!/bin/sh\n"
+                "# edge-seg ARM emulation: this venv's aarch64 Python under qemu-user (no binfmt_misc)\n"
+                "exec " + " ".join(shlex.quote(str(c)) for c in self.qemu_prefix()) + ' "$@"\n')
+        if self.python.is_symlink() or not self.python.exists() or self.python.read_text(errors="replace") != text:
+            if self.python.exists() or self.python.is_symlink():
+                self.python.unlink()
+            self.python.write_text(text)
+            self.python.chmod(0o755)
+        for alias in ("python3",):
+            link = self.path / "bin" / alias
+            if link.exists() or link.is_symlink():
+                link.unlink()
+            link.symlink_to("python")
+
+    def pip(self, *args, what):
+        pip_whl = sorted((self.sysroot / "usr/share/python-wheels").glob("pip-*.whl"))[-1]
+        # Debian's bundled pip wheel is runnable as a zip; --isolated ignores the host's pip.conf
+        return run(nice_prefix() + [self.python, f"/usr/share/python-wheels/{pip_whl.name}/pip",
+                                    "--isolated", "--no-cache-dir",
+                                    "--disable-pip-version-check", *args],
+                   what=what, env=self.env(), timeout=1800)
+
+    def create(self, wheels, edge_wheel, refresh=False):
+        """The device install of ``edge_wheel`` in this venv -> True when the venv was built.
+
+        Cold (no venv, or other wheels, or edge-seg's dependencies changed): a new venv, and
+        for litert ``pip install edge_seg-*.whl`` resolving edge-seg's own dependencies
+        exactly as ``pip install edge-seg`` does on aarch64 (from the cached wheels); for
+        tflite_runtime its requirements, then edge-seg with --no-deps (its dependencies would
+        pull ai-edge-litert). Warm: only edge-seg is reinstalled (forced: the version string
+        does not change between commits).
+        """
+        spec = INTERPRETERS[self.name]
+        key = (f"recipe{RECIPE}:" + ",".join(sorted(p.name for p in wheels.glob("*.whl")))
+               + ":" + ";".join(wheel_requirements(edge_wheel)))
+        stamp = self.path / ".edge-seg-arm.json"
+        if not refresh and _stamp_ok(stamp, key) and self.real.exists():
+            self.write_wrapper()
+            self.pip("install", "--no-index", "--no-deps", "--force-reinstall", "--no-compile",
+                     str(edge_wheel), what=f"pip install edge-seg (aarch64, {self.name})")
+            return False
+        _rmtree(self.path)
+        log(f"creating the aarch64 venv {self.path.name}")
+        # qemu opens the program itself on the host path: name the sysroot's python3.11
+        run(nice_prefix() + [self.qemu, "-cpu", QEMU_CPU, "-L", self.sysroot,
+                             self.sysroot / f"usr/bin/python{PYTHON}", "-m", "venv",
+                             "--without-pip", "--copies", self.path],
+            what=f"venv {self.name}", env=self.env(), timeout=900)
+        if not self.real.exists() or self.real.is_symlink():
+            raise ArmError(f"venv {self.name}: no copied bin/python{PYTHON}")
+        self.write_wrapper()
+        if spec["edge_seg_deps"]:
+            self.pip("install", "--no-index", "--find-links", wheels, str(edge_wheel),
+                     what=f"pip install edge-seg with its dependencies (aarch64, {self.name})")
+        else:
+            self.pip("install", "--no-index", "--find-links", wheels, *spec["requirements"],
+                     what=f"pip install (aarch64, {self.name}) {' '.join(spec['requirements'])}")
+            self.pip("install", "--no-index", "--no-deps", str(edge_wheel),
+                     what=f"pip install --no-deps edge-seg (aarch64, {self.name})")
+        _write_stamp(stamp, key)
+        return True
+
+    def edge_seg(self, *args, env_extra=None, check=True, what=None, timeout=3600):
+        cmd = nice_prefix() + self.qemu_prefix() + [self.path / "bin" / "edge-seg", *args]
+        return run(cmd, what=what or f"edge-seg {args[0]} (aarch64, {self.name})",
+                   env=self.env(**(env_extra or {})), timeout=timeout, check=check)
+
+
+def wheel_requirements(wheel):
+    """The Requires-Dist lines of a wheel's METADATA (a change rebuilds the cached venvs)."""
+    import zipfile
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        text = zf.read(name).decode("utf-8", "replace")
+    return sorted(line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("Requires-Dist:"))
+
+
+def host_edge_seg(*args, what, check=True):
+    """The same command on this host (x86): the current environment's edge-seg."""
+    code = "import sys; from edge_runtime.cli import main; sys.argv[0] = 'edge-seg'; main()"
+    env = dict(os.environ)
+    return run(nice_prefix() + [sys.executable, "-c", code, *args], what=what, env=env,
+               check=check, timeout=3600)
+
+
+# ----------------------------------------------------------------------------- main
+
+def _run_args(scans, bundle, out):
+    return ["run", *map(str, scans), "--bundle", str(bundle), "--out", str(out),
+            "--threads", "1", "--json"]
+
+
+def _findings(stdout):
+    rows = []
+    for line in (stdout or "").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                rows.append(json.loads(line))
+    return rows
+
+
+def _max_prob_delta(ref_rows, arm_rows):
+    ref = {Path(r.get("source", "")).name: r for r in ref_rows if "error" not in r}
+    deltas = []
+    for row in arm_rows:
+        other = ref.get(Path(row.get("source", "")).name)
+        if other is not None and row.get("max_probability") is not None \
+                and other.get("max_probability") is not None:
+            deltas.append(abs(row["max_probability"] - other["max_probability"]))
+    return max(deltas) if deltas else None
+
+
+def _version_line(stdout):
+    return " ".join((stdout or "").split())[:200]
+
+
+def execute(args):
+    t_start = time.monotonic()
+    timings = {}
+    report = {"bundle": str(args.bundle), "scans": [str(s) for s in args.scans],
+              "cache": str(args.cache), "qemu_cpu": QEMU_CPU, "tolerance": args.tolerance,
+              "interpreters": {}}
+
+    cpu = {}
+
+    def children_cpu():
+        import resource
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    cpu_mark = [children_cpu()]
+
+    def lap(name, t0):
+        """Wall seconds of a phase, and the CPU seconds its commands used (the machine may
+        be shared: CPU seconds are what the phase costs on an idle one)."""
+        timings[name] = round(time.monotonic() - t0, 1)
+        now = children_cpu()
+        cpu[name] = round(now - cpu_mark[0], 1)
+        cpu_mark[0] = now
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    lock = open(args.cache / ".lock", "w")                     # noqa: SIM115 - held till exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        log(f"waiting for another run that holds {args.cache / '.lock'}")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+    t0 = time.monotonic()
+    ensure_tools()
+    sysroot, built = build_sysroot(args.cache, args.mirror, args.refresh)
+    lap("sysroot" + (" (built)" if built else " (cached)"), t0)
+    wheel_dirs = {}
+    for name in args.interpreters:
+        t0 = time.monotonic()
+        wheel_dirs[name], fetched = download_wheels(args.cache, name, args.refresh)
+        lap(f"wheels {name}" + (" (downloaded)" if fetched else " (cached)"), t0)
+
+    _rmtree(args.out)
+    args.out.mkdir(parents=True)
+    t0 = time.monotonic()
+    wheel = build_project_wheel(args.out / "dist")
+    lap("pip wheel edge-seg", t0)
+    report["wheel"] = wheel.name
+
+    t0 = time.monotonic()
+    ref_dir = args.out / "x86"
+    host = host_edge_seg(*_run_args(args.scans, args.bundle, ref_dir), what="edge-seg run (x86)",
+                         check=False)
+    if host.returncode not in (0, 1) or not list(ref_dir.glob("*_mask.png")):
+        raise ArmError(f"edge-seg run on the host failed (exit {host.returncode}): "
+                       f"{_tail(host.stderr)}")
+    ref_findings = _findings(host.stdout)
+    report["x86"] = {"exit": host.returncode,
+                     "version": _version_line(host_edge_seg("--version", what="edge-seg --version (x86)").stdout)}
+    lap("x86 run", t0)
+
+    failures = []
+    for name in args.interpreters:
+        result = report["interpreters"][name] = {}
+        venv = ArmVenv(args.cache, sysroot, name)
+        t0 = time.monotonic()
+        made = venv.create(wheel_dirs[name], wheel, args.refresh)
+        lap(f"install {name}" + (" (new venv)" if made else " (cached venv)"), t0)
+        result["wheels"] = sorted(p.name for p in wheel_dirs[name].glob("*.whl"))
+        extra = {"EDGE_SEG_INTERPRETER": name}
+        version = _version_line(venv.edge_seg("--version", env_extra=extra).stdout)
+        result["version"] = version
+        log(f"aarch64 {name}: {version}")
+        if INTERPRETERS[name]["package"] not in version:
+            failures.append(f"{name}: edge-seg --version names another interpreter ({version})")
+
+        t0 = time.monotonic()
+        arm_dir = args.out / f"aarch64-{name}"
+        proc = venv.edge_seg(*_run_args(args.scans, args.bundle, arm_dir), env_extra=extra,
+                             check=False)
+        lap(f"aarch64 run {name}", t0)
+        result["run_exit"] = proc.returncode
+        if proc.returncode != host.returncode:
+            failures.append(f"{name}: edge-seg run exit {proc.returncode} (x86: {host.returncode}): "
+                            f"{_tail(proc.stderr)}")
+        rows = compare_runs(ref_dir, arm_dir, args.tolerance)
+        result["masks"] = rows
+        result["max_probability_delta"] = _max_prob_delta(ref_findings, _findings(proc.stdout))
+        if not rows_ok(rows):
+            bad = [r["scan"] for r in rows if r["status"] not in ("identical", "close")]
+            failures.append(f"{name}: masks differ from x86 for {', '.join(bad) or 'every scan'}")
+
+        if not args.no_bench:
+            t0 = time.monotonic()
+            bench_json = args.out / f"bench-{name}.json"
+            proc = venv.edge_seg("bench", str(args.bundle), "--runs", "1", "--warmup", "0",
+                                 "--threads", "1", "--json", str(bench_json), env_extra=extra,
+                                 check=False)
+            lap(f"aarch64 bench {name}", t0)
+            result["bench_exit"] = proc.returncode
+            try:
+                bench = json.loads(bench_json.read_text())
+                res = bench["results"][0]
+                result["bench"] = {k: res.get(k) for k in (
+                    "status", "error", "interpreter", "interpreter_version", "load_ms",
+                    "p50_ms", "gflop", "rss_peak_mb", "sgemm_gflops_1t")}
+                result["bench"]["machine"] = {k: bench.get("machine", {}).get(k)
+                                              for k in ("cpu", "arch", "cores_usable")}
+            except (OSError, ValueError, KeyError, IndexError):
+                result["bench"] = None
+            if proc.returncode != 0 or not result["bench"] or result["bench"]["status"] != "ok":
+                failures.append(f"{name}: edge-seg bench failed (exit {proc.returncode}): "
+                                f"{_tail(proc.stderr + proc.stdout)}")
+
+    timings["total"] = round(time.monotonic() - t_start, 1)
+    cpu["total"] = round(sum(cpu.values()), 1)
+    report["timings_s"] = timings
+    report["cpu_s"] = cpu
+    report["failures"] = failures
+    report["ok"] = not failures
+    (args.out / "arm_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print_report(report)
+    if failures:
+        raise Mismatch("; ".join(failures))
+    return report
+
+
+def print_report(report):
+    print(f"edge-seg on emulated aarch64 ({report['qemu_cpu']}), bundle {Path(report['bundle']).name}")
+    print(f"x86 reference: {report['x86']['version']}")
+    for name, res in report["interpreters"].items():
+        print(f"aarch64 {name}: {res.get('version', '?')}")
+        for row in res.get("masks", []):
+            print(format_row(row))
+        if res.get("max_probability_delta") is not None:
+            print(f"  max |max_probability x86 - aarch64| = {res['max_probability_delta']:.2e}")
+        bench = res.get("bench")
+        if bench:
+            rss = bench.get("rss_peak_mb")
+            print(f"  bench: {bench['status']}, {bench.get('interpreter')} "
+                  f"{bench.get('interpreter_version')}, p50 {bench.get('p50_ms'):.0f} ms emulated "
+                  f"(not a Pi timing), peak RSS {'-' if rss is None else f'{rss:.0f} MB'}, "
+                  f"machine {bench['machine'].get('arch')} {bench['machine'].get('cpu')}")
+    print("wall s: " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
+    print("cpu s:  " + ", ".join(f"{k} {v}" for k, v in report["cpu_s"].items()))
+
+
+def summary_line(report):
+    parts = []
+    for name, res in report["interpreters"].items():
+        rows = res.get("masks", [])
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("identical", "close")}
+        bad = len(rows) - counts["identical"] - counts["close"]
+        min_dice = min((r["dice"] for r in rows if r["dice"] is not None), default=None)
+        text = f"{name}: {counts['identical']} identical, {counts['close']} close"
+        if bad:
+            text += f", {bad} DIFFERENT"
+        if min_dice is not None and counts["close"]:
+            text += f" (min Dice {min_dice:.5f})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        report = execute(args)
+    except ArmError as exc:
+        tag = {EXIT_NO_NETWORK: "SKIPPED (no network)", EXIT_USAGE: "usage",
+               EXIT_MISMATCH: "FAILED"}.get(exc.exit_code, "setup failed")
+        print(f"arm: {tag}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("arm: interrupted", file=sys.stderr)
+        return 130
+    print(f"arm: OK: {summary_line(report)}; {report['timings_s']['total']} s wall, "
+          f"{report['cpu_s']['total']} s CPU; "
+          f"results in {args.out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

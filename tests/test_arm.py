@@ -1,0 +1,261 @@
+"""bench/arm/emulate.py: what can be checked without emulation (fast), and the real run (slow).
+
+The slow test builds (or reuses) the cached arm64 sysroot under $EDGE_SEG_ARM_CACHE and runs
+edge-seg under qemu-aarch64-static: minutes on a warm cache, more on a cold one.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.arm import emulate
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "bench" / "arm" / "emulate.sh"
+
+
+# ----------------------------------------------------------------------------- mask comparison
+
+def test_identical_masks():
+    a = np.zeros((20, 30), np.uint8)
+    a[5:10, 5:15] = 255
+    row = emulate.mask_agreement(a, a.copy())
+    assert row["status"] == "identical"
+    assert row["dice"] == 1.0 and row["differing_px"] == 0
+
+
+def test_both_empty_is_identical():
+    row = emulate.mask_agreement(np.zeros((8, 8)), np.zeros((8, 8)))
+    assert row["status"] == "identical" and row["dice"] == 1.0
+
+
+def test_boundary_flip_is_close():
+    a = np.zeros((100, 100), bool)
+    a[20:80, 20:80] = True                  # 3600 px
+    b = a.copy()
+    b[20, 20] = False                       # one boundary pixel flipped
+    row = emulate.mask_agreement(a, b)
+    assert row["status"] == "close"
+    assert row["differing_px"] == 1
+    assert row["dice"] == pytest.approx(2 * 3599 / (3600 + 3599))
+
+
+def test_low_dice_is_different():
+    a = np.zeros((10, 10), bool)
+    a[2:5, 2:5] = True
+    b = np.zeros((10, 10), bool)
+    b[2:5, 2:4] = True
+    row = emulate.mask_agreement(a, b)
+    assert row["status"] == "DIFFERENT"
+    assert row["dice"] == pytest.approx(2 * 6 / 15)
+
+
+def test_one_empty_is_different():
+    a = np.zeros((10, 10), bool)
+    b = a.copy()
+    b[0, 0] = True
+    row = emulate.mask_agreement(a, b)
+    assert row["status"] == "DIFFERENT" and row["dice"] == 0.0
+
+
+def test_shape_mismatch_is_different():
+    row = emulate.mask_agreement(np.zeros((4, 5)), np.zeros((5, 4)))
+    assert row["status"] == "DIFFERENT" and "shape" in row["detail"]
+
+
+def test_tolerance_is_a_parameter():
+    a = np.zeros((10, 10), bool)
+    a[0:5, :] = True
+    b = a.copy()
+    b[0, 0] = False
+    assert emulate.mask_agreement(a, b, tolerance=0.999)["status"] == "DIFFERENT"
+    assert emulate.mask_agreement(a, b, tolerance=0.98)["status"] == "close"
+
+
+def _save(path, mask):
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path)
+
+
+def test_compare_runs_reads_mask_pngs(tmp_path):
+    ref, arm = tmp_path / "x86", tmp_path / "arm"
+    ref.mkdir()
+    arm.mkdir()
+    m = np.zeros((32, 32), bool)
+    m[8:24, 8:24] = True
+    _save(ref / "a_mask.png", m)
+    _save(arm / "a_mask.png", m)
+    flipped = m.copy()
+    flipped[8, 8] = False
+    _save(ref / "b_mask.png", m)
+    _save(arm / "b_mask.png", flipped)
+    _save(ref / "c_mask.png", m)            # no aarch64 result
+    (ref / "a_overlay.png").write_bytes(b"not compared")
+    rows = {r["scan"]: r for r in emulate.compare_runs(ref, arm, tolerance=0.99)}
+    assert [rows[k]["status"] for k in "abc"] == ["identical", "close", "MISSING"]
+    assert not emulate.rows_ok(list(rows.values()))
+    assert emulate.rows_ok([rows["a"], rows["b"]])
+    assert not emulate.rows_ok([])          # nothing compared is not a pass
+    assert "MISSING" in emulate.format_row(rows["c"])
+
+
+def test_summary_line_counts():
+    report = {"interpreters": {
+        "litert": {"masks": [{"status": "identical", "dice": 1.0},
+                             {"status": "close", "dice": 0.9995}]},
+        "tflite_runtime": {"masks": [{"status": "DIFFERENT", "dice": 0.5}]}}}
+    line = emulate.summary_line(report)
+    assert "litert: 1 identical, 1 close (min Dice 0.99950)" in line
+    assert "tflite_runtime: 0 identical, 0 close, 1 DIFFERENT" in line
+
+
+# ----------------------------------------------------------------------------- arguments
+
+@pytest.fixture()
+def inputs(tmp_path):
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(b"zip")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    return bundle, scans
+
+
+def test_parse_defaults(inputs, tmp_path, monkeypatch):
+    bundle, scans = inputs
+    monkeypatch.setenv("EDGE_SEG_ARM_CACHE", str(tmp_path / "cache"))
+    args = emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans)])
+    assert args.interpreters == ["litert", "tflite_runtime"]
+    assert args.cache == (tmp_path / "cache").resolve()
+    assert args.out == args.cache / "out"
+    assert args.tolerance == emulate.DICE_TOLERANCE
+    assert args.scans == [scans.resolve()]
+
+
+def test_parse_default_bundle_is_the_shipped_one():
+    parser = emulate.build_parser()
+    assert parser.get_default("bundle") == ROOT / "edge_runtime" / "models" / "default.zip"
+    assert parser.get_default("scans") == [ROOT / "examples"]
+
+
+def test_parse_cache_default_without_env(monkeypatch):
+    monkeypatch.delenv("EDGE_SEG_ARM_CACHE", raising=False)
+    assert emulate.default_cache() == Path.home() / ".cache" / "edge-seg" / "arm64"
+
+
+def test_parse_options(inputs, tmp_path):
+    bundle, scans = inputs
+    args = emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans), str(bundle),
+                               "--interpreters", "tflite_runtime, tflite_runtime",
+                               "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+                               "--tolerance", "0.99", "--no-bench"])
+    assert args.interpreters == ["tflite_runtime"]
+    assert args.out == (tmp_path / "o").resolve()
+    assert len(args.scans) == 2 and args.no_bench and args.tolerance == 0.99
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--interpreters", "tensorflow"], "--interpreters"),
+    (["--interpreters", ","], "--interpreters"),
+    (["--tolerance", "1.5"], "--tolerance"),
+    (["--tolerance", "0"], "--tolerance"),
+])
+def test_parse_rejects(inputs, extra, message):
+    bundle, scans = inputs
+    with pytest.raises(emulate.UsageError, match=message):
+        emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans), *extra])
+
+
+def test_parse_missing_paths(inputs, tmp_path):
+    bundle, scans = inputs
+    with pytest.raises(emulate.UsageError, match="bundle not found"):
+        emulate.parse_args(["--bundle", str(tmp_path / "nope.zip"), "--scans", str(scans)])
+    with pytest.raises(emulate.UsageError, match="scans not found"):
+        emulate.parse_args(["--bundle", str(bundle), "--scans", str(tmp_path / "nope")])
+
+
+def test_parse_out_may_not_hold_the_scans(inputs):
+    bundle, scans = inputs
+    with pytest.raises(emulate.UsageError, match="overlaps"):
+        emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans), "--out", str(scans)])
+    with pytest.raises(emulate.UsageError, match="overlaps"):
+        emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans),
+                            "--out", str(scans.parent)])
+
+
+def test_exit_codes_are_distinct():
+    codes = [emulate.EXIT_OK, emulate.EXIT_MISMATCH, emulate.EXIT_USAGE, emulate.EXIT_SETUP,
+             emulate.EXIT_NO_NETWORK]
+    assert len(set(codes)) == len(codes)
+    assert emulate.NoNetwork("x").exit_code == 77
+
+
+def test_main_usage_error_is_one_line(tmp_path, capsys):
+    assert emulate.main(["--bundle", str(tmp_path / "missing.zip")]) == emulate.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("arm: usage: bundle not found")
+
+
+def test_script_help_runs():
+    proc = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=sys.executable), timeout=60)
+    assert proc.returncode == 0 and "--bundle" in proc.stdout and "77" in proc.stdout
+
+
+def test_ci_hook_summary_on_usage_error(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "arm" / "ci.sh"),
+                           "--bundle", str(tmp_path / "missing.zip")],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHON=sys.executable))
+    assert proc.returncode == emulate.EXIT_USAGE
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("ARM aarch64 check: FAILED (exit 2): bundle not found")
+
+
+def test_network_errors_are_recognised():
+    assert emulate._looks_offline("Temporary failure in name resolution")
+    assert emulate._looks_offline("ERROR: ... Max retries exceeded with url: /simple/numpy/")
+    assert not emulate._looks_offline("No matching distribution found for numpy")
+
+
+def test_cpuinfo_is_a_cortex_a72(tmp_path):
+    emulate.write_cpuinfo(tmp_path)
+    text = (tmp_path / "proc" / "cpuinfo").read_text()
+    assert "CPU part\t: 0xd08" in text and "CPU implementer\t: 0x41" in text
+    assert text.count("processor\t:") == (os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------- emulation
+
+@pytest.mark.slow
+def test_emulated_aarch64_matches_x86(tiny_bundle, tmp_path):
+    """The whole check under qemu on the tiny bundle (both interpreters, bench included)."""
+    if not shutil.which("qemu-aarch64-static") and os.geteuid() != 0:
+        pytest.skip("qemu-user-static is not installed and apt-get needs root")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    yy, xx = np.mgrid[:96, :80]
+    img = 40 + 200 * (((yy - 40) ** 2 + (xx - 45) ** 2) < 15 ** 2)
+    Image.fromarray(img.astype(np.uint8)).save(scans / "bright.png")
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(scans / "flat.png")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), "--bundle", str(tiny_bundle), "--scans",
+                           str(scans), "--out", str(out)], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=sys.executable), timeout=3600)
+    if proc.returncode == emulate.EXIT_NO_NETWORK:
+        pytest.skip(proc.stderr.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "arm_report.json").read_text())
+    assert report["ok"]
+    for name in ("litert", "tflite_runtime"):
+        res = report["interpreters"][name]
+        assert {r["scan"] for r in res["masks"]} == {"bright", "flat"}
+        assert all(r["status"] in ("identical", "close") for r in res["masks"])
+        assert res["bench"]["status"] == "ok"
+    assert "tflite-runtime" in report["interpreters"]["tflite_runtime"]["version"]
+    assert "ai-edge-litert" in report["interpreters"]["litert"]["version"]
