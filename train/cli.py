@@ -41,7 +41,7 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
           strategy, no_jit, report_only, list_only):
     """Train a Res-UNet variant on labelled scans, split by patient family."""
     from train.models import describe
-    from train.trainer import TrainConfig
+    from train.trainer import TrainConfig, is_chief_process
     from train.trainer import train as run_training
 
     if list_only:
@@ -76,8 +76,8 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
         raise SystemExit(exc.exit_code) from None
     click.echo(f"epoch {state['epoch']}: best validation Dice {state['best_val_dice']:.4f} "
                f"(epoch {state['best_epoch']})", err=True)
-    if state.get("finished") and state.get("best_epoch"):
-        _report(out_dir)
+    if state.get("finished") and state.get("best_epoch") and is_chief_process(strategy):
+        _report(out_dir)  # multi-worker: the chief only
 
 
 def _report(out_dir):

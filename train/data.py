@@ -47,7 +47,7 @@ def load_arrays(samples, spec, cache_dir=None, progress=None):
             progress(i + 1, n)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # workers may share the cache
         np.savez(tmp, images=images, masks=masks)
         os.replace(tmp, path)
     return images, masks
@@ -70,6 +70,7 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
                  tumour_centred=0.9, augment=True, max_rotation_deg=15.0, scale_range=0.15):
     """Return (epoch_dataset, steps): ``epoch_dataset(e)`` yields epoch ``e``'s ``steps``
     batches of (patch (B,P,P,1), mask (B,P,P,1)), the same every time it is asked for.
+    ``batch_size`` is the global batch: under tf.distribute each replica gets its share.
 
     Each epoch visits every scan once in a stateless shuffled order. A scan with a tumour
     is cropped around a random tumour pixel with probability ``tumour_centred`` (the
@@ -139,9 +140,15 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     if steps < 1:
         raise ValueError(f"batch_size {batch_size} is larger than the {n} training scans")
 
+    # Under tf.distribute, Keras splits every (global) batch across the replicas. The data
+    # lives in memory, so there are no files to shard: shard by DATA (each worker builds
+    # the batch and keeps its slice) and say so rather than let AUTO warn and fall back.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
     def epoch_dataset(epoch):
         # Drop the remainder so an epoch is exactly `steps` batches.
         return (epoch_ds(tf.constant(epoch, tf.int64)).batch(batch_size, drop_remainder=True)
-                .prefetch(2))
+                .prefetch(2).with_options(options))
 
     return epoch_dataset, steps

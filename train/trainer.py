@@ -8,13 +8,25 @@ A run folder holds:
   last.keras       model + optimizer after the last completed epoch (resume point)
   best.keras       the best model by validation Dice
   report.json      final validation report (full-resolution metrics)
+
+Distribution (``cfg.strategy``, see docs/DISTRIBUTED.md): "default" (one device), "mirrored"
+(every local GPU, or the CPU) or "multiworker" (MultiWorkerMirroredStrategy, cluster from
+TF_CONFIG). ``batch_size`` is always the GLOBAL batch: each step's batch is split across all
+replicas and the gradients are summed, so an epoch is the same batches whatever the device
+count. Only the chief (task "chief", or worker 0 when the cluster has no chief) writes the run
+folder; every other worker writes the same files to a temporary folder that is deleted at the
+end (TF's multi-worker guidance: every worker takes part in every save, non-chiefs to a
+temporary path).
 """
 
+import atexit
 import csv
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -139,37 +151,117 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def _multiworker_class():
+    import tensorflow as tf
+
+    class MultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+        """MultiWorkerMirroredStrategy with the ``reduce`` that Keras 3 ``fit`` expects.
+
+        Keras 3.x ``fit`` under this strategy fails (keras-team/keras#20585) because
+        (1) it reduces a whole (x, y) batch of per-replica values in one call (the
+        strategy takes one value at a time: "Attempt to convert a value (PerReplica...)")
+        and (2) it reduces each scalar metric with ``axis=0`` ("Invalid reduction dimension
+        0 for input with 0 dimensions"). Reduce leaf by leaf, and across replicas only for
+        scalars, which is what the single-worker strategies end up doing.
+        """
+
+        def reduce(self, reduce_op, value, axis):
+            parent = super(MultiWorker, self)
+
+            def leaf(v):
+                local = self.experimental_local_results(v)[0]
+                rank = getattr(getattr(local, "shape", None), "rank", None)
+                return parent.reduce(reduce_op, v, None if rank == 0 else axis)
+
+            return tf.nest.map_structure(leaf, value)
+
+    return MultiWorker
+
+
 def _strategy(name):
+    """The tf.distribute strategy for ``name``. Call before any other TensorFlow op:
+    MultiWorkerMirroredStrategy has to configure collective ops at program start."""
     import tensorflow as tf
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multiworker_class()()
     raise ValueError(f"unknown strategy {name!r}; allowed: default, mirrored, multiworker")
 
 
+def _chief_rule(task_type, task_id, cluster):
+    return task_type in (None, "chief") or (
+        task_type == "worker" and not task_id and "chief" not in cluster)
+
+
+def is_chief_process(strategy_name):
+    """False only for a non-chief task of a multi-worker run (read from TF_CONFIG, as
+    MultiWorkerMirroredStrategy reads it). Only the chief writes the run folder."""
+    if strategy_name != "multiworker":
+        return True
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
+    return _chief_rule(task.get("type"), task.get("index"), tf_config.get("cluster", {}))
+
+
+def _task(strategy):
+    """(is_chief, label) of this process in the cluster; (True, "chief") outside one."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None:
+        return True, "chief"
+    cluster = resolver.cluster_spec().as_dict()
+    return _chief_rule(task_type, resolver.task_id, cluster), f"{task_type} {resolver.task_id}"
+
+
+def weights_fingerprint(model):
+    """sha256 over the trainable weights: equal on every replica of a synchronous run.
+    (BatchNormalization moving statistics are not synchronised: each replica keeps its own,
+    estimated from its slice of every batch; the chief's first replica's are saved.)"""
+    import hashlib
+    h = hashlib.sha256()
+    for w in model.trainable_weights:
+        h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+    return h.hexdigest()[:16]
+
+
 def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
-    """Train (or resume) a run in ``out_dir``. Returns the final state dict."""
+    """Train (or resume) a run in ``out_dir``. Returns the final state dict.
+
+    ``cfg.strategy`` is the strategy of THIS call (a resumed run may change it). With
+    "multiworker" every worker runs the same call; non-chief workers read ``out_dir`` (to
+    resume it, so it must be on a shared file system) but write only to a temporary folder.
+    """
+    strategy = _strategy(cfg.strategy)  # first: no TensorFlow op may run before it
+    is_chief, task = _task(strategy)
     import keras
 
     from train.data import default_cache_dir, load_arrays, make_dataset
     from train.losses import get_loss
     from train.models import build_model
 
-    out = Path(out_dir)
-    state_path = out / "state.json"
+    run_dir = Path(out_dir)
     if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"{out}: nothing to resume (no state.json)")
-        saved = json.loads((out / "config.json").read_text())
-        cfg = TrainConfig(**saved)
-        state = json.loads(state_path.read_text())
+        if not (run_dir / "state.json").is_file():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no state.json)")
+        saved = json.loads((run_dir / "config.json").read_text())
+        cfg = TrainConfig(**dict(saved, strategy=cfg.strategy))
+        state = json.loads((run_dir / "state.json").read_text())
     else:
-        if (out / "state.json").exists():
-            raise FileExistsError(f"{out}: a run already exists here; use --resume or a new --out")
+        if (run_dir / "state.json").exists():
+            raise FileExistsError(f"{run_dir}: a run already exists here; use --resume or a new "
+                                  f"--out")
+    if is_chief:
+        out = run_dir
         out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = Path(tempfile.mkdtemp(prefix="edge-seg-worker-"))
+        atexit.register(shutil.rmtree, out, True)
+        log(f"{task}: not the chief, writing to {out} (deleted at the end)")
+    state_path = out / "state.json"
+    if not resume:
         state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
                  "finished": False}
     spec = cfg.preprocessing_spec()
@@ -215,10 +307,9 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     epoch_dataset, steps = make_dataset(x_tr, y_tr, cfg.patch_size, cfg.batch_size, cfg.seed,
                                         tumour_centred=cfg.tumour_centred)
 
-    strategy = _strategy(cfg.strategy)
     with strategy.scope():
         if resume:
-            model = keras.models.load_model(out / "last.keras", compile=True)
+            model = keras.models.load_model(run_dir / "last.keras", compile=True)
         else:
             model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
                                 depth=cfg.depth, input_size=cfg.input_size,
@@ -279,4 +370,8 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
             log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
                 f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.0f}s"
                 + (" *" if improved else ""))
+    if cfg.strategy == "multiworker":
+        log(f"{task}: final trainable weights {weights_fingerprint(model)}")
+    if not is_chief:
+        shutil.rmtree(out, ignore_errors=True)
     return state
