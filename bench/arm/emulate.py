@@ -511,10 +511,13 @@ class ArmVenv:
 
     def pip(self, *args, what):
         pip_whl = sorted((self.sysroot / "usr/share/python-wheels").glob("pip-*.whl"))[-1]
+        # No byte-compiling of every installed file under emulation (minutes); Python writes
+        # the .pyc of what is imported on first use, into the cached venv.
+        compile_flag = ["--no-compile"] if args and args[0] == "install" else []
         # Debian's bundled pip wheel is runnable as a zip; --isolated ignores the host's pip.conf
         return run(nice_prefix() + [self.python, f"/usr/share/python-wheels/{pip_whl.name}/pip",
                                     "--isolated", "--no-cache-dir",
-                                    "--disable-pip-version-check", *args],
+                                    "--disable-pip-version-check", *args, *compile_flag],
                    what=what, env=self.env(), timeout=1800)
 
     def create(self, wheels, edge_wheel, refresh=False):
@@ -533,7 +536,7 @@ class ArmVenv:
         stamp = self.path / ".edge-seg-arm.json"
         if not refresh and _stamp_ok(stamp, key) and self.real.exists():
             self.write_wrapper()
-            self.pip("install", "--no-index", "--no-deps", "--force-reinstall", "--no-compile",
+            self.pip("install", "--no-index", "--no-deps", "--force-reinstall",
                      str(edge_wheel), what=f"pip install edge-seg (aarch64, {self.name})")
             return False
         _rmtree(self.path)
