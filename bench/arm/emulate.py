@@ -10,8 +10,9 @@ aarch64 venvs, one per TFLite interpreter package, and runs under
     edge-seg bench BUNDLE --runs 1 --warmup 0 --threads 1
 
 The masks are compared with the ones the same ``edge-seg run`` command writes on this x86
-host: per scan "identical", or "close" (Dice >= 0.999: float rounding flipped a few boundary
-pixels), else the run fails.
+host with the same interpreter package (the host environment for ai-edge-litert, a cached x86
+venv for tflite-runtime 2.14 + numpy<2): per scan "identical", or "close" (Dice >= 0.999:
+float rounding flipped a few boundary pixels), else the run fails.
 
 Exit codes: 0 all scans agree and bench ran; 1 a mask differs or an emulated command failed;
 2 usage (bad arguments, no bundle, no scans); 3 setup failed (tools, sysroot, venv);
@@ -576,12 +577,57 @@ def wheel_requirements(wheel):
                   if line.startswith("Requires-Dist:"))
 
 
-def host_edge_seg(*args, what, check=True):
-    """The same command on this host (x86): the current environment's edge-seg."""
-    code = "import sys; from edge_runtime.cli import main; sys.argv[0] = 'edge-seg'; main()"
-    env = dict(os.environ)
-    return run(nice_prefix() + [sys.executable, "-c", code, *args], what=what, env=env,
-               check=check, timeout=3600)
+def host_edge_seg(*args, what, check=True, venv=None, env_extra=None):
+    """The same command on this host (x86): the current environment's edge-seg, or the
+    edge-seg of an x86 venv."""
+    env = dict(os.environ, **(env_extra or {}))
+    if venv is None:
+        code = "import sys; from edge_runtime.cli import main; sys.argv[0] = 'edge-seg'; main()"
+        cmd = [sys.executable, "-c", code, *args]
+    else:
+        env.pop("PYTHONPATH", None)
+        cmd = [venv / "bin" / "python", venv / "bin" / "edge-seg", *args]
+    return run(nice_prefix() + cmd, what=what, env=env, check=check, timeout=3600)
+
+
+def x86_venv(cache, name, edge_wheel, refresh=False):
+    """An x86 venv with interpreter ``name``'s requirements and this checkout's wheel: the
+    reference for interpreters the host environment does not have (tflite_runtime needs
+    numpy<2). -> (venv path, built)."""
+    reqs = INTERPRETERS[name]["requirements"]
+    path = cache / f"x86-venv-{name}"
+    key = f"recipe{RECIPE}:{sys.version.split()[0]}:{','.join(reqs)}"
+    built = refresh or not _stamp_ok(path / ".edge-seg-arm.json", key)
+    pip = [path / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
+    if built:
+        _rmtree(path)
+        log(f"creating the x86 reference venv {path.name}")
+        run([sys.executable, "-m", "venv", path], what=f"x86 venv {name}", timeout=900)
+        run(nice_prefix() + pip + ["install", "--no-compile", "--only-binary=:all:", *reqs],
+            what=f"pip install (x86, {name}) {' '.join(reqs)}", timeout=1800)
+        _write_stamp(path / ".edge-seg-arm.json", key)
+    run(nice_prefix() + pip + ["install", "--no-deps", "--force-reinstall", "--no-compile",
+                               str(edge_wheel)],
+        what=f"pip install edge-seg (x86, {name})", timeout=900)
+    return path, built
+
+
+def x86_reference(args, name, edge_wheel):
+    """``edge-seg run`` on x86 with interpreter ``name`` -> dict (dir, exit, findings, version)."""
+    venv = None
+    if name != "litert":
+        venv, _ = x86_venv(args.cache, name, edge_wheel, args.refresh)
+    extra = {"EDGE_SEG_INTERPRETER": name}
+    ref_dir = args.out / f"x86-{name}"
+    proc = host_edge_seg(*_run_args(args.scans, args.bundle, ref_dir), venv=venv,
+                         env_extra=extra, what=f"edge-seg run (x86, {name})", check=False)
+    if proc.returncode not in (0, 1) or not list(ref_dir.glob("*_mask.png")):
+        raise ArmError(f"edge-seg run on the host ({name}) failed (exit {proc.returncode}): "
+                       f"{_tail(proc.stderr)}")
+    version = _version_line(host_edge_seg("--version", venv=venv, env_extra=extra,
+                                          what=f"edge-seg --version (x86, {name})").stdout)
+    return {"dir": ref_dir, "exit": proc.returncode, "findings": _findings(proc.stdout),
+            "version": version}
 
 
 # ----------------------------------------------------------------------------- main
@@ -665,21 +711,14 @@ def execute(args):
     lap("pip wheel edge-seg", t0)
     report["wheel"] = wheel.name
 
-    t0 = time.monotonic()
-    ref_dir = args.out / "x86"
-    host = host_edge_seg(*_run_args(args.scans, args.bundle, ref_dir), what="edge-seg run (x86)",
-                         check=False)
-    if host.returncode not in (0, 1) or not list(ref_dir.glob("*_mask.png")):
-        raise ArmError(f"edge-seg run on the host failed (exit {host.returncode}): "
-                       f"{_tail(host.stderr)}")
-    ref_findings = _findings(host.stdout)
-    report["x86"] = {"exit": host.returncode,
-                     "version": _version_line(host_edge_seg("--version", what="edge-seg --version (x86)").stdout)}
-    lap("x86 run", t0)
-
+    report["x86"] = {}
     failures = []
     for name in args.interpreters:
         result = report["interpreters"][name] = {}
+        t0 = time.monotonic()
+        ref = x86_reference(args, name, wheel)
+        report["x86"][name] = {"exit": ref["exit"], "version": ref["version"]}
+        lap(f"x86 run {name}", t0)
         venv = ArmVenv(args.cache, sysroot, name)
         t0 = time.monotonic()
         made = venv.create(wheel_dirs[name], wheel, args.refresh)
@@ -698,12 +737,16 @@ def execute(args):
                              check=False)
         lap(f"aarch64 run {name}", t0)
         result["run_exit"] = proc.returncode
-        if proc.returncode != host.returncode:
-            failures.append(f"{name}: edge-seg run exit {proc.returncode} (x86: {host.returncode}): "
+        if proc.returncode != ref["exit"]:
+            failures.append(f"{name}: edge-seg run exit {proc.returncode} (x86: {ref['exit']}): "
                             f"{_tail(proc.stderr)}")
-        rows = compare_runs(ref_dir, arm_dir, args.tolerance)
+        rows = compare_runs(ref["dir"], arm_dir, args.tolerance)
         result["masks"] = rows
-        result["max_probability_delta"] = _max_prob_delta(ref_findings, _findings(proc.stdout))
+        result["max_probability_delta"] = _max_prob_delta(ref["findings"], _findings(proc.stdout))
+        litert_dir = args.out / "x86-litert"
+        if name != "litert" and litert_dir.is_dir():
+            # Informational: the same scans, another interpreter (not an aarch64 question).
+            result["masks_vs_x86_litert"] = compare_runs(litert_dir, arm_dir, args.tolerance)
         if not rows_ok(rows):
             bad = [r["scan"] for r in rows if r["status"] not in ("identical", "close")]
             failures.append(f"{name}: masks differ from x86 for {', '.join(bad) or 'every scan'}")
@@ -745,11 +788,15 @@ def execute(args):
 
 def print_report(report):
     print(f"edge-seg on emulated aarch64 ({report['qemu_cpu']}), bundle {Path(report['bundle']).name}")
-    print(f"x86 reference: {report['x86']['version']}")
     for name, res in report["interpreters"].items():
         print(f"aarch64 {name}: {res.get('version', '?')}")
+        print(f"  vs x86 {report['x86'].get(name, {}).get('version', '?')}:")
         for row in res.get("masks", []):
             print(format_row(row))
+        if res.get("masks_vs_x86_litert"):
+            print("  for information, vs x86 with ai-edge-litert (another interpreter; not checked):")
+            for row in res["masks_vs_x86_litert"]:
+                print(format_row(row))
         if res.get("max_probability_delta") is not None:
             print(f"  max |max_probability x86 - aarch64| = {res['max_probability_delta']:.2e}")
         bench = res.get("bench")
