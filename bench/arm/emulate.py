@@ -451,20 +451,30 @@ def download_wheels(cache, name, refresh=False):
     return folder, True
 
 
+COPY_IGNORE = (".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".venv*", "runs",
+               ".pytest_cache", "out")
+
+
 def build_project_wheel(dest):
-    """``pip wheel --no-deps .`` of this checkout on the host -> the wheel's path."""
+    """``pip wheel --no-deps .`` of this checkout on the host -> the wheel's path.
+
+    Built from a copy of the working tree (without build/, runs/, .git): setuptools' build/
+    folder would otherwise carry deleted files into the wheel, and the checkout stays clean.
+    """
     _rmtree(dest)
     dest.mkdir(parents=True)
-    root = repo_root()
+    src = dest / "src"
+    shutil.copytree(repo_root(), src, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     base = nice_prefix() + [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
                             "-w", dest]
     try:   # no network needed when setuptools and wheel are on the host
         import setuptools  # noqa: F401
         import wheel  # noqa: F401
-        cmd = base + ["--no-build-isolation", str(root)]
+        cmd = base + ["--no-build-isolation", "."]
     except ImportError:
-        cmd = base + [str(root)]
-    run(cmd, what="pip wheel --no-deps .", timeout=900)
+        cmd = base + ["."]
+    run(cmd, what="pip wheel --no-deps .", cwd=src, timeout=900)
+    shutil.rmtree(src)
     wheels = sorted(dest.glob("edge_seg-*.whl"))
     if len(wheels) != 1:
         raise ArmError(f"pip wheel made {len(wheels)} edge-seg wheels in {dest}")
