@@ -605,11 +605,10 @@ def _timed_rounds(live, warmup, runs, log, nthreads):
         f"at {nthreads} thread(s), interleaved")
     perf = time.perf_counter
     for r in range(runs):
-        active = [i for i in live if i[0]["status"] == "ok"]
-        if not active:
+        order = _rotation(live, r)
+        if not order:
             break
-        k = r % len(active)
-        for item in active[k:] + active[:k]:
+        for item in order:
             invoke, x = item[2], item[3]
             try:
                 t0 = perf()
@@ -619,17 +618,23 @@ def _timed_rounds(live, warmup, runs, log, nthreads):
                 _drop(item, exc)
 
 
+def _rotation(live, r):
+    """Models still ok in round ``r``, the starting one rotated each round (fair order)."""
+    active = [i for i in live if i[0]["status"] == "ok"]
+    k = r % len(active) if active else 0
+    return active[k:] + active[:k]
+
+
 def _e2e_rounds(live, image, e2e_runs, log):
     from edge_runtime.imageio import load_scan
     log(f"end to end on {image}, {e2e_runs} runs")
     parts = {id(i): {"total": [], "read": [], "pre": [], "interp": [], "post": []} for i in live}
     perf = time.perf_counter
     for r in range(e2e_runs):
-        active = [i for i in live if i[0]["status"] == "ok"]
-        if not active:
+        order = _rotation(live, r)
+        if not order:
             break
-        k = r % len(active)
-        for item in active[k:] + active[:k]:
+        for item in order:
             seg = item[1]
             try:
                 t0 = perf()

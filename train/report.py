@@ -11,7 +11,6 @@ with the fewest false-positive scans. The whole sweep is kept in ``report.json``
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -99,12 +98,8 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
         "fp_scan_rate": chosen.summary["fp_scan_rate"],
         "seconds": round(time.time() - t0, 1),
     }
-    tmp = run_dir / "report.json.tmp"
-    tmp.write_text(to_json(report))
-    os.replace(tmp, run_dir / "report.json")
-    rows_path = run_dir / "val_scans.csv"
     from edge_runtime.evaluate import rows_to_csv
-    tmp = run_dir / "val_scans.csv.tmp"
-    tmp.write_text(rows_to_csv(chosen.rows))
-    os.replace(tmp, rows_path)
+    from edge_runtime.outputs import atomic_write_bytes
+    atomic_write_bytes(run_dir / "report.json", to_json(report).encode())
+    atomic_write_bytes(run_dir / "val_scans.csv", rows_to_csv(chosen.rows).encode())
     return report
