@@ -163,6 +163,16 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
         [str(e) for e in range(1, 15)]
     assert (run / "best.keras").is_file() and (run / "last.keras").is_file()
 
+    # Fine-tuning starts from the given weights: with a vanishing learning rate the first
+    # epoch scores what the source model scored (a fresh model would score near 0).
+    best = json.loads((run / "state.json").read_text())["best_val_dice"]
+    ft_cfg = TrainConfig(**dict(vars(cfg), epochs=1, learning_rate=1e-12, warmup_epochs=0,
+                                init_from=str(run / "best.keras")))
+    ft = train(ft_cfg, tmp_path / "ft", log=lambda m: None)
+    assert ft["best_val_dice"] == pytest.approx(best, abs=0.02), (ft, best)
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"] == \
+        str(run / "best.keras")
+
 
 def test_report_choice_respects_the_false_positive_limit():
     from train.report import choose

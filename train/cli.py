@@ -30,6 +30,13 @@ from edge_runtime.errors import EdgeSegError
               help="Override the preset's width.")
 @click.option("--input-size", type=click.IntRange(16), default=None,
               help="Override the preset's input size.")
+@click.option("--warmup-epochs", default=2, type=click.IntRange(0),
+              help="Linear learning-rate warm-up before the cosine decay.")
+@click.option("--tumour-centred", default=0.9, type=click.FloatRange(0, 1),
+              help="Share of patches centred on a tumour pixel (the rest are random crops).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from the weights of this .keras model (fine-tuning: a new run "
+                   "folder, a fresh optimizer and schedule).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @click.option("--no-jit", is_flag=True, help="Disable XLA compilation.")
@@ -38,7 +45,7 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
           learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
-          strategy, no_jit, report_only, list_only):
+          warmup_epochs, tumour_centred, init_from, strategy, no_jit, report_only, list_only):
     """Train a Res-UNet variant on labelled scans, split by patient family."""
     from train.models import describe
     from train.trainer import TrainConfig, is_chief_process
@@ -62,7 +69,10 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
                       negatives=list(negatives), epochs=epochs, batch_size=batch_size,
                       patch_size=patch_size, learning_rate=learning_rate, seed=seed,
                       val_fraction=val_fraction, patience=patience, base_filters=base_filters,
-                      input_size=input_size, strategy=strategy, jit_compile=not no_jit)
+                      input_size=input_size, warmup_epochs=warmup_epochs,
+                      tumour_centred=tumour_centred,
+                      init_from=str(init_from) if init_from else None,
+                      strategy=strategy, jit_compile=not no_jit)
     try:
         from train.models.registry import model_config
         model_config(variant, preset)  # validate names early, with suggestions

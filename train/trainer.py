@@ -61,6 +61,7 @@ class TrainConfig:
     depth: int = None
     input_size: int = None
     preprocessing: dict = None
+    init_from: str = None   # start from these weights (a .keras model), new optimizer + schedule
 
     def preprocessing_spec(self):
         if self.preprocessing:
@@ -310,6 +311,13 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     with strategy.scope():
         if resume:
             model = keras.models.load_model(run_dir / "last.keras", compile=True)
+        elif cfg.init_from:
+            if not Path(cfg.init_from).is_file():
+                raise FileNotFoundError(f"{cfg.init_from}: --init-from model not found")
+            model = keras.models.load_model(cfg.init_from, compile=False)
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                          loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
+            log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
         else:
             model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
                                 depth=cfg.depth, input_size=cfg.input_size,
