@@ -45,6 +45,19 @@ def test_boundary_flip_is_close():
     assert row["status"] == "close"
     assert row["differing_px"] == 1
     assert row["dice"] == pytest.approx(2 * 3599 / (3600 + 3599))
+    assert row["off_boundary_px"] == 0 and "boundary" in row["detail"]
+
+
+def test_flips_away_from_the_boundary_are_counted():
+    a = np.zeros((100, 100), bool)
+    a[20:80, 20:80] = True
+    b = a.copy()
+    b[50, 50] = False                       # a hole inside the tumour
+    b[5, 5] = True                          # a speck far outside it
+    b[19, 40] = True                        # grows the edge by one pixel: on the boundary
+    row = emulate.mask_agreement(a, b)
+    assert row["differing_px"] == 3 and row["off_boundary_px"] == 2
+    assert "2 differing px off" in row["detail"]
 
 
 def test_low_dice_is_different():

@@ -213,16 +213,36 @@ def mask_agreement(a, b, tolerance=DICE_TOLERANCE):
                 "detail": f"shape {a.shape} vs {b.shape}"}
     inter = int(np.logical_and(a, b).sum())
     na, nb = int(a.sum()), int(b.sum())
-    differing = int(np.logical_xor(a, b).sum())
+    xor = np.logical_xor(a, b)
+    differing = int(xor.sum())
     dice = 1.0 if na + nb == 0 else 2.0 * inter / (na + nb)
+    # A flipped pixel "on the boundary" has a pixel of the other class among its 8 neighbours
+    # in the reference mask: what float rounding near the threshold does. Off-boundary flips
+    # (a new blob, a hole) mean the models compute different things.
+    off_boundary = int((xor & _interior(a)).sum()) if differing else 0
     if differing == 0:
         status = "identical"
     elif dice >= tolerance:
         status = "close"
     else:
         status = "DIFFERENT"
+    detail = "" if not differing else (
+        "every differing pixel on the reference mask's boundary" if off_boundary == 0
+        else f"{off_boundary} differing px off the reference mask's boundary")
     return {"status": status, "dice": dice, "differing_px": differing,
-            "pixels_a": na, "pixels_b": nb, "detail": ""}
+            "off_boundary_px": off_boundary, "pixels_a": na, "pixels_b": nb, "detail": detail}
+
+
+def _interior(mask):
+    """Pixels whose 3x3 neighbourhood (edge-replicated) is all one class in ``mask``."""
+    import numpy as np
+    p = np.pad(mask, 1, mode="edge")
+    h, w = mask.shape
+    same = np.ones((h, w), dtype=bool)
+    for dy in range(3):
+        for dx in range(3):
+            same &= p[dy:dy + h, dx:dx + w] == mask
+    return same
 
 
 def compare_runs(ref_dir, arm_dir, tolerance=DICE_TOLERANCE):
