@@ -255,11 +255,37 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                     row["rss_peak_mb"] = p["rss_peak_mb"]
             rows.append(row)
     _ratios(rows)
-    return {"rows": rows, "threads": list(threads), "runs": runs,
+    return {"rows": rows, "breakdown": breakdown(runs_list), "threads": list(threads),
+            "runs": runs,
             "machine": (report or {}).get("machine"), "bench_warnings":
             (report or {}).get("warnings", []), "paper": {"citation": CITATION,
                                                           "rows": list(PAPER_ROWS),
                                                           "ratios": paper_ratios()}}
+
+
+def breakdown(runs_list):
+    """Per tumour class and tumour-free rows from each run's report.json (the Keras model at
+    the post-processing chosen on validation) -> list of dicts."""
+    out = []
+    for run in runs_list:
+        rep = run.get("report")
+        summary = rep.get("summary") if isinstance(rep, dict) else None
+        if not isinstance(summary, dict):
+            continue
+        groups = [("all tumour scans", summary.get("tumour") or {})]
+        groups += sorted((summary.get("by_class") or {}).items())
+        for name, g in groups:
+            out.append({"run": run["name"], "group": name, "n": g.get("n"),
+                        "dice": g.get("dice_mean"), "iou": g.get("iou_mean"),
+                        "miou_2class": g.get("miou_2class_pooled"),
+                        "hd95_mm": g.get("hd95_mm_median"),
+                        "missed": g.get("missed_scans")})
+        free = summary.get("tumour_free") or {}
+        if free.get("n"):
+            out.append({"run": run["name"], "group": "tumour-free scans", "n": free.get("n"),
+                        "fp_scans": free.get("fp_scans"),
+                        "fp_scan_rate": free.get("fp_scan_rate")})
+    return out
 
 
 def _ratios(rows):
@@ -313,6 +339,21 @@ def render_markdown(table):
         lines.append("| " + " | ".join(cells) + " |")
     if not table["rows"]:
         lines.append("| (no runs or bundles found) |" + " |" * (len(head) - 1))
+    if table.get("breakdown"):
+        lines += ["", "## Per tumour class and on scans without a tumour", "",
+                  "Validation patients of each run, Keras model, full resolution, at the "
+                  "threshold and minimum area chosen on validation (report.json). HD95: median "
+                  "95th-percentile Hausdorff distance in mm (scans with a known pixel spacing). "
+                  "Missed: tumour scans with no predicted tumour.", "",
+                  "| run | scans | n | Dice | IoU | mIoU (2-class) | HD95 mm | missed | "
+                  "flagged as tumour |", "|---|---|---|---|---|---|---|---|---|"]
+        for b in table["breakdown"]:
+            flagged = (f"{b['fp_scans']} ({100 * b['fp_scan_rate']:.1f} %)"
+                       if b.get("fp_scans") is not None else "")
+            lines.append(f"| {b['run']} | {b['group']} | {_f(b.get('n'))} | "
+                         f"{_f(b.get('dice'))} | {_f(b.get('iou'))} | "
+                         f"{_f(b.get('miou_2class'))} | {_f(b.get('hd95_mm'), 1)} | "
+                         f"{_f(b.get('missed'))} | {flagged} |")
     p = table["paper"]
     lines += ["", f"## The paper's numbers ({p['citation']})", "",
               "Their hardware and split, not ours: compare ratios, not absolute times.", "",

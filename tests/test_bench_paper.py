@@ -18,7 +18,11 @@ def runs_dir(tmp_path, tiny_tflite_bytes):
     (run / "export").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"variant": "resunet_ag", "preset": "edge"}))
     (run / "report.json").write_text(json.dumps(
-        {"val": {"dice_mean": 0.7, "miou_2class_pooled": 0.85, "fp_scan_rate": 0.1}}))
+        {"val": {"dice_mean": 0.7, "miou_2class_pooled": 0.85, "fp_scan_rate": 0.1},
+         "summary": {"tumour": {"n": 3, "dice_mean": 0.7, "missed_scans": 1},
+                     "by_class": {"glioma": {"n": 2, "dice_mean": 0.6},
+                                  "meningioma": {"n": 1, "dice_mean": 0.9}},
+                     "tumour_free": {"n": 8, "fp_scans": 2, "fp_scan_rate": 0.25}}}))
     (run / "best.keras").write_bytes(b"k" * 1000)
     for fmt in ("fp32", "drq"):
         manifest = make_manifest(
@@ -55,6 +59,8 @@ def test_paper_table_end_to_end(runs_dir, tmp_path):
     assert sum(r["accuracy_from"] == "paper" for r in rows) == 2
     md = (out / "paper_table.md").read_text()
     assert CITATION in md and "0.845" in md and "0.3143" in md and "missing" in md
+    assert "| r16 | glioma | 2 | 0.600 |" in md and "| r16 | meningioma | 1 | 0.900 |" in md
+    assert "| r16 | tumour-free scans | 8 |" in md and "2 (25.0 %)" in md
 
 
 def test_paper_table_with_nothing(tmp_path):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-THRESHOLDS = (0.5,)
-MIN_AREA_FRACTIONS = (0.0, 0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003)
+THRESHOLDS = (0.5, 0.6, 0.7)
+MIN_AREA_FRACTIONS = (0.0, 0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006)
 MAX_FP_SCAN_RATE = 0.05
 
 
