@@ -78,17 +78,22 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# The shipped model vs a paper-size Res-UNet+AG (DRQ), one run", "",
              "Command: `python -m bench.speed_vs_paper " + " ".join(argv or sys.argv[1:]) + "`",
-             "", "| threads | edge p50 ms | paper-size p50 ms | speed-up | edge MB | paper MB | "
+             "", "The same measurement by hand (both models timed in turns in one run): "
+             f"`edge-seg bench {edge} {ref} --threads {a.threads} --runs {a.runs} "
+             f"--warmup {a.warmup}" + (f" --image {image}`" if image else "`"), "",
+             "| threads | edge p50 ms | paper-size p50 ms | speed-up | edge MB | paper MB | "
              "size ratio |", "|---|---|---|---|---|---|---|"]
     for r in ratios:
         lines.append(f"| {r['threads']} | {r['edge_ms_p50']:.1f} | {r['paper_ms_p50']:.1f} | "
                      f"{r['speedup']:.1f}x | {r['edge_mb']:.2f} | {r['paper_mb']:.1f} | "
                      f"{r['size_ratio']:.1f}x |")
+    summary = list(lines)
     lines += ["", "```", table, "```", ""]
-    (out / "speed_vs_paper.md").write_text("\n".join(lines))
-    (out / "speed_vs_paper.json").write_text(json.dumps({"ratios": ratios, "report": report},
-                                                        indent=2, default=str))
-    print("\n".join(lines[:6 + len(ratios)]))
+    from edge_runtime.outputs import atomic_write_bytes
+    atomic_write_bytes(out / "speed_vs_paper.md", "\n".join(lines).encode())
+    atomic_write_bytes(out / "speed_vs_paper.json", json.dumps(
+        {"ratios": ratios, "report": report}, indent=2, default=str).encode())
+    print("\n".join(summary))
     return 0
 
 
