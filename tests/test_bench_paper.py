@@ -73,3 +73,21 @@ def test_paper_constants():
     r = paper_ratios()
     assert r["size_ratio"] == pytest.approx(127 / 32)
     assert r["speedup"] == pytest.approx(314.3 / 197.3)
+
+
+def test_speed_vs_paper_times_both_models_in_one_run(tiny_bundle, tmp_path, monkeypatch):
+    from bench import speed_vs_paper
+    import shutil
+    ref = tmp_path / "ref.zip"
+    shutil.copy(tiny_bundle, ref)                  # stands in for the paper-size model
+    monkeypatch.setattr(speed_vs_paper, "build_reference", lambda work: ref)
+    out = tmp_path / "out"
+    rc = speed_vs_paper.main(["--bundle", str(tiny_bundle), "--threads", "1", "--runs", "2",
+                              "--warmup", "0", "--image", "", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "speed_vs_paper.json").read_text())
+    (r,) = data["ratios"]
+    assert r["threads"] == 1 and r["edge_ms_p50"] > 0 and r["paper_ms_p50"] > 0
+    assert r["speedup"] == pytest.approx(r["paper_ms_p50"] / r["edge_ms_p50"])
+    md = (out / "speed_vs_paper.md").read_text()
+    assert f"edge-seg bench {tiny_bundle} {ref}" in md and "| 1 |" in md
