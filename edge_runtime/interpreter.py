@@ -68,9 +68,24 @@ def _select_backend():
             return _load_backend(name)
         except ImportError:
             continue
-    raise InterpreterUnavailableError(
-        "no TFLite interpreter installed; install one with: pip install ai-edge-litert "
-        "(or tflite-runtime with numpy<2)")
+    raise InterpreterUnavailableError(_missing_interpreter_hint())
+
+
+def _is_32bit_arm():
+    import platform
+    import struct
+    machine = platform.machine().lower()
+    return machine.startswith(("armv6", "armv7", "armv8l")) or (
+        machine in ("aarch64", "arm64") and struct.calcsize("P") == 4)
+
+
+def _missing_interpreter_hint():
+    if _is_32bit_arm():
+        return ("no TFLite interpreter installed, and 32-bit ARM is not supported: "
+                "ai-edge-litert has no 32-bit wheel. Install the 64-bit OS, or try (untested) "
+                "pip install 'numpy<2' tflite-runtime==2.14.0 (README: On a Raspberry Pi)")
+    return ("no TFLite interpreter installed; install one with: pip install ai-edge-litert "
+            "(or tflite-runtime with numpy<2)")
 
 
 def interpreter_info():

@@ -45,6 +45,26 @@ def test_forced_missing_package_is_one_clear_error(monkeypatch):
         interpreter_info()
 
 
+@pytest.mark.parametrize("machine,pointer,is_32", [
+    ("armv7l", 4, True), ("aarch64", 4, True), ("aarch64", 8, False), ("x86_64", 8, False)])
+def test_no_interpreter_message_names_the_32bit_arm_case(monkeypatch, machine, pointer, is_32):
+    import platform
+    import struct
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    real = struct.calcsize
+    monkeypatch.setattr(struct, "calcsize", lambda f: pointer if f == "P" else real(f))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+    def absent(name):
+        raise ImportError(name)
+    monkeypatch.setattr(interp_mod, "_load_backend", absent)
+    with pytest.raises(InterpreterUnavailableError) as err:
+        interpreter_info()
+    text = str(err.value)
+    assert "no TFLite interpreter installed" in text and "\n" not in text
+    assert ("32-bit ARM is not supported" in text) == is_32
+
+
 def test_default_resolver_keeps_xnnpack(monkeypatch):
     seen = {}
 
