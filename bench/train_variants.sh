@@ -3,9 +3,9 @@
 #
 #   bench/train_variants.sh [RUNS_DIR] [EPOCHS_THIS_CALL]
 #
-# Each variant gets the same recipe as the shipped model's first cycle (edge preset, 128-px
-# patches, batch 16, lr 2e-3 with a cosine decay over 40 epochs, seed 0, the same
-# patient-family split). Call it again to continue: a run that exists is resumed, at most
+# Each variant gets the same recipe (edge preset, 128-px patches, batch 16, lr 2e-3 with a
+# cosine decay over 40 epochs, seed 0, the same patient-family split): about the 22 + 18
+# epochs of the shipped model's two cycles, in one. Call it again to continue: a run that exists is resumed, at most
 # EPOCHS_THIS_CALL epochs per variant per call (default: all of them), so a 2-core machine can
 # spread the work over several sessions. A finished run gets its validation report
 # (report.json: threshold and minimum area chosen on validation) and its bundles in every
