@@ -60,6 +60,25 @@ def test_flips_away_from_the_boundary_are_counted():
     assert "2 differing px off" in row["detail"]
 
 
+def test_boundary_only_flips_below_the_tolerance_are_a_warning():
+    a = np.zeros((100, 100), bool)
+    a[40:60, 40:60] = True                  # 400 px
+    b = a.copy()
+    b[40, 40:44] = False                    # 4 edge pixels lost: Dice 0.99497 < 0.999
+    b[39, 50] = True                        # 1 grown
+    row = emulate.mask_agreement(a, b)
+    assert row["off_boundary_px"] == 0 and row["dice"] < 0.999
+    assert row["status"] == ("boundary" if row["dice"] >= emulate.BOUNDARY_FLOOR
+                             else "DIFFERENT")
+    b2 = a.copy()
+    b2[40, 40:42] = False                   # 2 px: Dice 0.9975, on the boundary
+    assert emulate.mask_agreement(a, b2)["status"] == "boundary"
+    assert emulate.rows_ok([{"status": "boundary"}, {"status": "identical"}])
+    b2[50, 50] = False                      # plus a hole inside: no longer rounding
+    assert emulate.mask_agreement(a, b2)["status"] == "DIFFERENT"
+    assert not emulate.rows_ok([{"status": "DIFFERENT"}])
+
+
 def test_low_dice_is_different():
     a = np.zeros((10, 10), bool)
     a[2:5, 2:5] = True
@@ -122,8 +141,10 @@ def test_summary_line_counts():
     report = {"interpreters": {
         "litert": {"masks": [{"status": "identical", "dice": 1.0},
                              {"status": "close", "dice": 0.9995}]},
-        "tflite_runtime": {"masks": [{"status": "DIFFERENT", "dice": 0.5}]}}}
+        "tflite_runtime": {"masks": [{"status": "DIFFERENT", "dice": 0.5}]},
+        "x": {"masks": [{"status": "boundary", "dice": 0.9986}]}}}
     line = emulate.summary_line(report)
+    assert "x: 0 identical, 0 close, 1 WARNING boundary-only" in line and "0.99860" in line
     assert "litert: 1 identical, 1 close (min Dice 0.99950)" in line
     assert "tflite_runtime: 0 identical, 0 close, 1 DIFFERENT" in line
 

@@ -51,6 +51,9 @@ SUITE = "bookworm"
 PYTHON = "3.11"             # bookworm's python3, as on Raspberry Pi OS bookworm
 QEMU_CPU = "cortex-a72"     # the Raspberry Pi 4's core
 DICE_TOLERANCE = 0.999
+# Below the tolerance but every flipped pixel on the reference mask's boundary: reported as
+# "boundary" (a warning, not a failure) down to this Dice; anything else is DIFFERENT.
+BOUNDARY_FLOOR = 0.995
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SYSROOT_PACKAGES = ("python3", "python3-venv", "libstdc++6")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
@@ -201,8 +204,9 @@ def mask_agreement(a, b, tolerance=DICE_TOLERANCE):
     """Compare two masks (any non-zero pixel is tumour) -> dict.
 
     ``status``: "identical" (every pixel equal), "close" (Dice >= tolerance: float rounding
-    flipped boundary pixels), "DIFFERENT" (lower Dice or another shape). Dice of two empty
-    masks is 1.0.
+    flipped boundary pixels), "boundary" (below the tolerance, Dice >= BOUNDARY_FLOOR, and
+    every flipped pixel on the reference mask's boundary: a warning), "DIFFERENT" (anything
+    else, or another shape). Dice of two empty masks is 1.0.
     """
     import numpy as np
     a = np.asarray(a) != 0
@@ -224,6 +228,8 @@ def mask_agreement(a, b, tolerance=DICE_TOLERANCE):
         status = "identical"
     elif dice >= tolerance:
         status = "close"
+    elif off_boundary == 0 and dice >= min(tolerance, BOUNDARY_FLOOR):
+        status = "boundary"
     else:
         status = "DIFFERENT"
     detail = "" if not differing else (
@@ -266,8 +272,11 @@ def compare_runs(ref_dir, arm_dir, tolerance=DICE_TOLERANCE):
     return rows
 
 
+PASSING = ("identical", "close", "boundary")
+
+
 def rows_ok(rows):
-    return bool(rows) and all(r["status"] in ("identical", "close") for r in rows)
+    return bool(rows) and all(r["status"] in PASSING for r in rows)
 
 
 def format_row(row):
@@ -844,13 +853,17 @@ def summary_line(report):
     parts = []
     for name, res in report["interpreters"].items():
         rows = res.get("masks", [])
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("identical", "close")}
-        bad = len(rows) - counts["identical"] - counts["close"]
+        counts = {s: sum(r["status"] == s for r in rows) for s in PASSING}
+        bad = len(rows) - sum(counts.values())
         min_dice = min((r["dice"] for r in rows if r["dice"] is not None), default=None)
         text = f"{name}: {counts['identical']} identical, {counts['close']} close"
+        if counts["boundary"]:
+            text += (f", {counts['boundary']} WARNING boundary-only (Dice below "
+                     f"{report.get('tolerance', DICE_TOLERANCE)}, every flipped pixel on the "
+                     f"mask boundary)")
         if bad:
             text += f", {bad} DIFFERENT"
-        if min_dice is not None and counts["close"]:
+        if min_dice is not None and (counts["close"] or counts["boundary"]):
             text += f" (min Dice {min_dice:.5f})"
         parts.append(text)
     return "; ".join(parts)
