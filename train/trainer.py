@@ -311,17 +311,16 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     with strategy.scope():
         if resume:
             model = keras.models.load_model(run_dir / "last.keras", compile=True)
-        elif cfg.init_from:
-            if not Path(cfg.init_from).is_file():
-                raise FileNotFoundError(f"{cfg.init_from}: --init-from model not found")
-            model = keras.models.load_model(cfg.init_from, compile=False)
-            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                          loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
-            log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
         else:
-            model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
-                                depth=cfg.depth, input_size=cfg.input_size,
-                                dynamic_size=True)
+            if cfg.init_from:
+                if not Path(cfg.init_from).is_file():
+                    raise FileNotFoundError(f"{cfg.init_from}: --init-from model not found")
+                model = keras.models.load_model(cfg.init_from, compile=False)
+                log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
+            else:
+                model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
+                                    depth=cfg.depth, input_size=cfg.input_size,
+                                    dynamic_size=True)
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                           loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
 
