@@ -3,9 +3,10 @@
 #
 #   bench/train_variants.sh [RUNS_DIR] [EPOCHS_THIS_CALL]
 #
-# Each variant gets the same recipe (edge preset, 128-px patches, batch 16, lr 2e-3 with a
-# cosine decay over 40 epochs, seed 0, the same patient-family split): about the 22 + 18
-# epochs of the shipped model's two cycles, in one. Call it again to continue: a run that exists is resumed, at most
+# Each variant gets the same recipe (edge preset, 128-px patches, batch 16, lr 2e-3 warmed up
+# over 2 epochs then a cosine decay over 22 epochs, seed 0, the same patient-family split):
+# the recipe of runs/resunet_ag_edge, the first cycle of the shipped model (which was then
+# fine-tuned for 18 more epochs). Call it again to continue: a run that exists is resumed, at most
 # EPOCHS_THIS_CALL epochs per variant per call (default: all of them), so a 2-core machine can
 # spread the work over several sessions. A finished run gets its validation report
 # (report.json: threshold and minimum area chosen on validation) and its bundles in every
@@ -22,19 +23,19 @@ finished() {
   python -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get("finished") else 1)' \
     "$1/state.json" 2>/dev/null
 }
-for variant in resunet resunet_ag resunet_se resunet_cbam; do
-  out="$runs/${variant}_edge40"
+for variant in resunet resunet_se resunet_cbam resunet_ag; do
+  out="$runs/${variant}_edge"
   limit=()
   [ -n "$now" ] && limit=(--max-epochs-now "$now")
   if [ -f "$out/state.json" ]; then
     finished "$out" || edge-seg train --resume --out "$out" "${limit[@]}"
   else
     edge-seg train --variant "$variant" --preset edge --data "$data/figshare" \
-      --negatives "$data/notumor" --out "$out" --epochs 40 --patience 15 "${limit[@]}"
+      --negatives "$data/notumor" --out "$out" --epochs 22 --patience 12 "${limit[@]}"
   fi
   if finished "$out"; then
     [ -f "$out/report.json" ] || edge-seg train --out "$out" --report
-    [ -f "$out/export/${variant}_edge40_int8.zip" ] || \
+    [ -f "$out/export/${variant}_edge_int8.zip" ] || \
       edge-seg convert "$out" --all --allow-drop --out "$out/export"
   fi
 done

@@ -39,6 +39,10 @@ _FORMAT_HELP = "; ".join(f"{f.name}: {f.description}" for f in FORMATS)
 @click.option("--min-area-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Drop predicted components smaller than this share of the image "
                    "(default: the run's, else 0.0005).")
+@click.option("--min-peak-probability", type=click.FloatRange(0, 1, max_open=True),
+              default=None,
+              help="Drop predicted components whose highest probability is below this "
+                   "(default: the run's, else 0: off).")
 @click.option("--data", "data_dirs", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Scan folders to split into validation/calibration scans "
@@ -48,8 +52,8 @@ _FORMAT_HELP = "; ".join(f"{f.name}: {f.description}" for f in FORMATS)
               help="Python of a numpy<2 environment with tflite-runtime 2.14, to check that "
                    f"the model loads there (env {TFLITE_RUNTIME_ENV}; default: not checked).")
 def convert(source, formats, all_formats, out_dir, name, max_drop, allow_drop, no_gate,
-            gate_scans, calibration_scans, threshold, min_area_fraction, data_dirs,
-            tflite_runtime_python):
+            gate_scans, calibration_scans, threshold, min_area_fraction, min_peak_probability,
+            data_dirs, tflite_runtime_python):
     """Convert a training run folder (or a .keras file) to TFLite bundles.
 
     Each format is exported at batch 1, checked for XNNPACK delegation and interpreter
@@ -74,6 +78,7 @@ def convert(source, formats, all_formats, out_dir, name, max_drop, allow_drop, n
                               allow_drop=allow_drop, gate=not no_gate, gate_scans=gate_scans,
                               calibration_scans=calibration_scans, threshold=threshold,
                               min_area_fraction=min_area_fraction,
+                              min_peak_probability=min_peak_probability,
                               data_dirs=list(data_dirs) or None,
                               tflite_runtime_python=tflite_runtime_python, log=log)
     except EdgeSegError as exc:

@@ -129,23 +129,26 @@ def compare(float_summary, converted_summary, max_drop):
             "max_drop": float(max_drop), "passed": bool(drop <= max_drop)}
 
 
-def evaluate_float(model, samples, preprocessing, threshold, min_area_fraction,
-                   recorder=None, batch_size=8, progress=False):
-    """Evaluate the Keras model on ``samples`` -> EvalResult."""
+def evaluate_float(model, samples, preprocessing, post, recorder=None, batch_size=8,
+                   progress=False):
+    """Evaluate the Keras model on ``samples`` -> EvalResult. ``post``: (threshold,
+    min_area_fraction, min_peak_probability)."""
     from edge_runtime.evaluate import evaluate
     predict = keras_predict_fn(model, preprocessing.input_size)
     if recorder is not None:
         predict = recorder.recording(predict)
-    return evaluate(samples, predict, preprocessing, threshold, min_area_fraction,
-                    progress=progress, batch_size=batch_size, label="gate: keras")
+    return evaluate(samples, predict, preprocessing, post[0], post[1],
+                    min_peak_probability=post[2], progress=progress, batch_size=batch_size,
+                    label="gate: keras")
 
 
-def evaluate_converted(model_bytes, samples, preprocessing, threshold, min_area_fraction,
-                       recorder=None, progress=False, label="gate: tflite"):
-    """Evaluate a converted model (bytes) on ``samples`` -> EvalResult."""
+def evaluate_converted(model_bytes, samples, preprocessing, post, recorder=None,
+                       progress=False, label="gate: tflite"):
+    """Evaluate a converted model (bytes) on ``samples`` -> EvalResult (``post`` as in
+    ``evaluate_float``)."""
     from edge_runtime.evaluate import evaluate
     predict = tflite_predict_fn(model_bytes)
     if recorder is not None:
         predict = recorder.comparing(predict)
-    return evaluate(samples, predict, preprocessing, threshold, min_area_fraction,
-                    progress=progress, batch_size=1, label=label)
+    return evaluate(samples, predict, preprocessing, post[0], post[1],
+                    min_peak_probability=post[2], progress=progress, batch_size=1, label=label)

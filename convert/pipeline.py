@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import __version__
+from edge_runtime.bundle import (DEFAULT_MIN_AREA_FRACTION, DEFAULT_MIN_PEAK_PROBABILITY,
+                                 DEFAULT_THRESHOLD, SCHEMA_VERSION)
 from edge_runtime.formats import FORMAT_NAMES, get_format
 from edge_runtime.imageio import load_scan
 from edge_runtime.preprocess import prepare_image
@@ -29,8 +31,6 @@ from convert.source import SourceError, open_source
 
 DEFAULT_MAX_DROP = 0.01
 DEFAULT_CALIBRATION_SCANS = 100
-DEFAULT_MIN_AREA_FRACTION = 0.0005
-DEFAULT_THRESHOLD = 0.5
 
 
 def bundle_filename(name, fmt):
@@ -101,7 +101,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
                 allow_drop=False, gate=True, gate_scans=None,
                 calibration_scans=DEFAULT_CALIBRATION_SCANS, threshold=None,
                 min_area_fraction=None, data_dirs=None, tflite_runtime_python=None,
-                progress=False, log=None):
+                progress=False, log=None, min_peak_probability=None):
     """Convert, verify, gate and bundle; returns the list of ``Converted`` (paths set).
 
     source: a run folder or ``.keras`` file. formats: names from ``FORMATS``. Raises
@@ -125,6 +125,11 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
     threshold = src.threshold(DEFAULT_THRESHOLD) if threshold is None else float(threshold)
     min_area = (src.min_area_fraction(DEFAULT_MIN_AREA_FRACTION) if min_area_fraction is None
                 else float(min_area_fraction))
+    min_peak = (src.min_peak_probability(DEFAULT_MIN_PEAK_PROBABILITY)
+                if min_peak_probability is None else float(min_peak_probability))
+    if not 0.0 <= min_peak < 1.0:
+        raise ValueError(f"--min-peak-probability must be in [0, 1), got {min_peak}")
+    post = (threshold, min_area, min_peak)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
     if not 0.0 <= min_area < 1.0:
@@ -158,8 +163,8 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
     float_metrics, recorder = None, ProbabilityRecorder()
     if gate:
         log(f"gate: scoring Keras on {len(gate_samples)} validation scans")
-        float_result = evaluate_float(model, gate_samples, spec, threshold, min_area,
-                                      recorder=recorder, progress=progress)
+        float_result = evaluate_float(model, gate_samples, spec, post, recorder=recorder,
+                                      progress=progress)
         float_summary = float_result.summary
         float_metrics = key_metrics(float_summary)
 
@@ -178,7 +183,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
                                      tflite_runtime_python=tflite_runtime_python)
         item = Converted(fmt, model_bytes, xnn, interps)
         if gate:
-            conv = evaluate_converted(model_bytes, gate_samples, spec, threshold, min_area,
+            conv = evaluate_converted(model_bytes, gate_samples, spec, post,
                                       recorder=recorder, progress=progress,
                                       label=f"gate: {fmt}")
             item.converted_metrics = key_metrics(conv.summary)
@@ -202,7 +207,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
     source_info = {"model_file": src.model_path.name, "model_file_sha256":
                    _sha256_file(src.model_path), "run": src.name if src.run_dir else None}
     for item in results:
-        manifest = build_manifest(item, src, spec, name, threshold, min_area, data_info,
+        manifest = build_manifest(item, src, spec, name, post, data_info,
                                   len(calibration) if calibration is not None else None,
                                   len(gate_samples), tools, source_info)
         manifest["model_sha256"] = hashlib.sha256(item.model_bytes).hexdigest()  # for the card
@@ -223,8 +228,10 @@ def _tool_versions():
     return out
 
 
-def build_manifest(item, src, spec, name, threshold, min_area, data_info, n_calibration,
-                   n_gate, tools, source_info):
+def build_manifest(item, src, spec, name, post, data_info, n_calibration, n_gate, tools,
+                   source_info):
+    """The bundle manifest of one converted format. ``post``: (threshold, min_area_fraction,
+    min_peak_probability)."""
     fmt = get_format(item.fmt)
     quant = {"method": fmt.quantization, "weights": fmt.weights, "io_dtype": fmt.io_dtype,
              "description": fmt.description, "batch": 1}
@@ -260,15 +267,16 @@ def build_manifest(item, src, spec, name, threshold, min_area, data_info, n_cali
         if key in src.config:
             training[key] = src.config[key]
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "name": f"{name}_{item.fmt}",
         "variant": src.variant,
         "preset": src.preset,
         "format": item.fmt,
         "quantization": quant,
         "preprocessing": spec.to_dict(),
-        "threshold": threshold,
-        "min_area_fraction": min_area,
+        "threshold": post[0],
+        "min_area_fraction": post[1],
+        "min_peak_probability": post[2],
         "metrics": metrics,
         "training": training,
         "interpreters_verified": item.interpreters,

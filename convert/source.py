@@ -91,6 +91,11 @@ class Source:
                             default=_first(self.report or {}, "min_area_fraction",
                                            default=default)))
 
+    def min_peak_probability(self, default):
+        return float(_first(self.config, "min_peak_probability",
+                            default=_first(self.report or {}, "min_peak_probability",
+                                           default=default)))
+
     def data_dirs(self):
         """Labelled and tumour-free folders the run trained on (config ``data``, ``negatives``)."""
         dirs = _as_list(self.config.get("data")) + _as_list(self.config.get("negatives"))

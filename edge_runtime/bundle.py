@@ -4,12 +4,13 @@ A bundle is a zip archive (or an unpacked folder with the same files) holding ex
 
 - ``model.tflite``: the TFLite model (input ``(1, S, S, 1)`` float32, output the same shape:
   the sigmoid probability of tumour);
-- ``manifest.json``: how to run it (``schema_version`` 1; keys below);
+- ``manifest.json``: how to run it (``schema_version`` 2; 1 is still read: keys below);
 - ``MODEL_CARD.md``: what it is for, how it was trained and evaluated, its limits.
 
 Manifest keys: schema_version, name, variant, preset, format, input {shape, dtype},
 preprocessing (``Preprocessing.to_dict``), output {shape, dtype, meaning}, threshold,
-min_area_fraction, metrics {float, converted, drop}, training {dataset, patients, split_seed,
+min_area_fraction, min_peak_probability (new in schema 2; absent = 0, no peak filter: see
+``postprocess.postprocess``), metrics {float, converted, drop}, training {dataset, patients, split_seed,
 ...}, interpreters_verified, model_sha256, created, edge_seg_version. Required:
 ``REQUIRED_KEYS``; the rest are informational but type-checked when present.
 
@@ -36,7 +37,10 @@ from edge_runtime.formats import get_format
 from edge_runtime.outputs import atomic_write_bytes
 from edge_runtime.preprocess import Preprocessing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this runtime reads. 2 added min_peak_probability: a runtime that reads only 1
+# refuses a version-2 bundle rather than silently skipping its peak filter.
+READ_SCHEMA_VERSIONS = (1, 2)
 MODEL_NAME = "model.tflite"
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "MODEL_CARD.md"
@@ -60,6 +64,7 @@ REQUIRED_KEYS = {
     "model_sha256": (str,),
 }
 OPTIONAL_KEYS = {
+    "min_peak_probability": (int, float),
     "variant": (str, type(None)),
     "preset": (str, type(None)),
     "output": (dict,),
@@ -74,6 +79,7 @@ _TYPE_NAMES = {int: "integer", float: "number", str: "string", dict: "object", l
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_AREA_FRACTION = 0.0005   # 33 px of a 256x256 scan
+DEFAULT_MIN_PEAK_PROBABILITY = 0.0   # no peak filter
 
 
 @dataclass
@@ -96,6 +102,10 @@ class Bundle:
     @property
     def min_area_fraction(self):
         return float(self.manifest["min_area_fraction"])
+
+    @property
+    def min_peak_probability(self):
+        return float(self.manifest.get("min_peak_probability", DEFAULT_MIN_PEAK_PROBABILITY))
 
     @property
     def name(self):
@@ -130,7 +140,8 @@ def io_spec(input_size):
 
 
 def make_manifest(name, fmt, preprocessing, threshold=DEFAULT_THRESHOLD,
-                  min_area_fraction=DEFAULT_MIN_AREA_FRACTION, **extra):
+                  min_area_fraction=DEFAULT_MIN_AREA_FRACTION,
+                  min_peak_probability=DEFAULT_MIN_PEAK_PROBABILITY, **extra):
     """A manifest dict with the required keys filled in (model_sha256 is set by write_bundle).
 
     ``preprocessing`` is a ``Preprocessing`` or its dict; ``extra`` adds the informational keys
@@ -142,7 +153,8 @@ def make_manifest(name, fmt, preprocessing, threshold=DEFAULT_THRESHOLD,
     inp, out = io_spec(spec.input_size)
     manifest = {"schema_version": SCHEMA_VERSION, "name": name, "format": fmt,
                 "input": inp, "preprocessing": spec.to_dict(), "output": out,
-                "threshold": float(threshold), "min_area_fraction": float(min_area_fraction)}
+                "threshold": float(threshold), "min_area_fraction": float(min_area_fraction),
+                "min_peak_probability": float(min_peak_probability)}
     manifest.update(extra)
     return manifest
 
@@ -166,9 +178,10 @@ def validate_manifest(manifest, where="manifest"):
     if not isinstance(manifest, dict):
         raise BundleError(f"{where}: manifest must be a JSON object, got {type(manifest).__name__}")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if version not in READ_SCHEMA_VERSIONS or isinstance(version, bool):
         raise BundleError(f"{where}: unknown manifest schema_version {version!r}; "
-                          f"this edge-seg {__version__} reads schema_version {SCHEMA_VERSION}")
+                          f"this edge-seg {__version__} reads schema_version "
+                          f"{' or '.join(map(str, READ_SCHEMA_VERSIONS))}")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BundleError(f"{where}: manifest is missing required keys {missing}")
@@ -193,6 +206,9 @@ def validate_manifest(manifest, where="manifest"):
     fraction = float(manifest["min_area_fraction"])
     if not 0.0 <= fraction < 1.0:
         raise BundleError(f"{where}: min_area_fraction must be in [0, 1), got {fraction}")
+    peak = float(manifest.get("min_peak_probability", DEFAULT_MIN_PEAK_PROBABILITY))
+    if not 0.0 <= peak < 1.0:
+        raise BundleError(f"{where}: min_peak_probability must be in [0, 1), got {peak}")
     want = [1, spec.input_size, spec.input_size, 1]
     shape = manifest["input"].get("shape")
     if shape != want:
@@ -335,15 +351,19 @@ def _bare_tflite(path, overrides):
         threshold=overrides.get("threshold") or DEFAULT_THRESHOLD,
         min_area_fraction=(DEFAULT_MIN_AREA_FRACTION if overrides.get("min_area_fraction") is None
                            else overrides["min_area_fraction"]),
+        min_peak_probability=(DEFAULT_MIN_PEAK_PROBABILITY
+                              if overrides.get("min_peak_probability") is None
+                              else overrides["min_peak_probability"]),
         model_sha256=sha256_hex(model_bytes))
     validate_manifest(manifest, where)
     warning = (f"{where} is a bare .tflite, not a verified bundle: input size {spec.input_size}, "
                f"threshold {manifest['threshold']}, min_area_fraction "
-               f"{manifest['min_area_fraction']} come from flags/defaults, not from training")
+               f"{manifest['min_area_fraction']}, min_peak_probability "
+               f"{manifest['min_peak_probability']} come from flags/defaults, not from training")
     return Bundle(path, manifest, model_bytes, "", "tflite", [warning])
 
 
-RUN_OVERRIDES = ("threshold", "min_area_fraction")
+RUN_OVERRIDES = ("threshold", "min_area_fraction", "min_peak_probability")
 BARE_OVERRIDES = ("input_size", "low_percentile", "high_percentile", "name", "format")
 
 
@@ -351,10 +371,11 @@ def load_bundle(path=None, **overrides):
     """Load and verify a bundle -> ``Bundle``; raises ``BundleError`` (one line) on any problem.
 
     ``path``: a bundle .zip, an unpacked bundle folder, or a bare ``.tflite`` (then
-    ``input_size``, ``threshold``, ``min_area_fraction``, ``low_percentile``,
+    ``input_size``, ``threshold``, ``min_area_fraction``, ``min_peak_probability``,
+    ``low_percentile``,
     ``high_percentile``, ``name``, ``format`` may be given; the input size is read from the
-    model when omitted). None means ``default_bundle_path()``. ``threshold`` and
-    ``min_area_fraction`` also override a real bundle's values (recorded in ``.warnings``).
+    model when omitted). None means ``default_bundle_path()``. ``threshold``,
+    ``min_area_fraction`` and ``min_peak_probability`` also override a real bundle's values (recorded in ``.warnings``).
     """
     unknown = sorted(set(overrides) - set(RUN_OVERRIDES) - set(BARE_OVERRIDES))
     if unknown:
@@ -403,8 +424,9 @@ def _apply_run_overrides(bundle, overrides, bare):
         value = overrides.get(key)
         if value is None:
             continue
-        if not bare and float(value) != float(bundle.manifest[key]):
-            changed.append(f"{key} {bundle.manifest[key]} -> {value}")
+        current = getattr(bundle, key)
+        if not bare and float(value) != current:
+            changed.append(f"{key} {current} -> {value}")
         bundle.manifest[key] = float(value)
     if changed:
         validate_manifest(bundle.manifest, str(bundle.path))

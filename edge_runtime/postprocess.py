@@ -1,7 +1,10 @@
 """From a probability map to a mask and findings; "no tumour found" is a first-class answer.
 
 ``postprocess`` thresholds the map and drops 8-connected components smaller than
-``min_area_fraction`` of the image, so specks of noise do not count as a tumour.
+``min_area_fraction`` of the image, so specks of noise do not count as a tumour, and
+(optionally) components whose highest probability stays below ``min_peak_probability``:
+a region the model is never sure about anywhere is a doubtful finding, while a real tumour
+usually has a confident core.
 Connected components are computed on runs of foreground pixels (run-length encoding per
 row) joined with a vectorised union-find: pure numpy, no scipy.
 """
@@ -73,16 +76,47 @@ def label_components(mask):
     return labels, int(uniq.size)
 
 
-def remove_small_components(mask, min_pixels):
-    """Drop 8-connected components with fewer than ``min_pixels`` pixels -> bool mask."""
+def filter_components(mask, min_pixels, prob=None, min_peak=0.0):
+    """Keep the 8-connected components with at least ``min_pixels`` pixels and, when ``prob``
+    is given, a highest probability of at least ``min_peak`` -> bool mask."""
     mask = np.asarray(mask, dtype=bool)
-    if min_pixels <= 1 or not mask.any():
+    peak_filter = prob is not None and min_peak > 0.0
+    if (min_pixels <= 1 and not peak_filter) or not mask.any():
         return mask.copy()
     labels, count = label_components(mask)
-    areas = np.bincount(labels.reshape(-1), minlength=count + 1)
-    keep = areas >= min_pixels
+    keep = np.bincount(labels.reshape(-1), minlength=count + 1) >= min_pixels
+    if peak_filter:
+        keep &= _component_peaks(labels, count, prob) >= min_peak
     keep[0] = False
     return keep[labels]
+
+
+def _component_peaks(labels, count, prob):
+    """Highest value of ``prob`` in each component (index 0 = background, left at 0)."""
+    flat = labels.reshape(-1)
+    inside = flat > 0
+    peaks = np.zeros(count + 1, dtype=np.float32)
+    np.maximum.at(peaks, flat[inside], np.asarray(prob, dtype=np.float32).reshape(-1)[inside])
+    return peaks
+
+
+def component_stats(prob, threshold, truth):
+    """Per component of ``prob >= threshold``: (area px, peak probability, truth px inside).
+
+    Three 1-D arrays, one entry per component; what ``evaluate.sweep`` needs to score every
+    ``min_area_fraction`` / ``min_peak_probability`` without labelling again.
+    """
+    labels, count = label_components(np.asarray(prob) >= threshold)
+    flat = labels.reshape(-1)
+    area = np.bincount(flat, minlength=count + 1)[1:]
+    inside = np.bincount(flat, weights=np.asarray(truth, dtype=bool).reshape(-1),
+                         minlength=count + 1)[1:].astype(np.int64)
+    return area, _component_peaks(labels, count, prob)[1:], inside
+
+
+def min_pixels_for(min_area_fraction, n_pixels):
+    """The smallest kept component, in pixels, for a fraction of an image of ``n_pixels``."""
+    return int(np.ceil(float(min_area_fraction) * n_pixels))
 
 
 def _check_fraction(name, value, upper_inclusive):
@@ -92,20 +126,23 @@ def _check_fraction(name, value, upper_inclusive):
         raise ValueError(f"{name} must be in {bound}, got {value!r}")
 
 
-def postprocess(prob, threshold, min_area_fraction):
+def postprocess(prob, threshold, min_area_fraction, min_peak_probability=0.0):
     """Probability map [H, W] -> bool mask [H, W].
 
     Pixels with ``prob >= threshold`` are tumour; then 8-connected components whose area
-    is below ``min_area_fraction * H * W`` are dropped. An all-False mask means no tumour.
+    is below ``min_area_fraction * H * W``, or whose highest probability is below
+    ``min_peak_probability`` (0: no such filter), are dropped. An all-False mask means no
+    tumour.
     """
     prob = np.asarray(prob, dtype=np.float32)
     if prob.ndim != 2:
         raise ValueError(f"probability map must be 2-D, got shape {prob.shape}")
     _check_fraction("threshold", float(threshold), upper_inclusive=True)
     _check_fraction("min_area_fraction", float(min_area_fraction), upper_inclusive=False)
+    _check_fraction("min_peak_probability", float(min_peak_probability), upper_inclusive=True)
     mask = prob >= threshold
-    min_pixels = int(np.ceil(min_area_fraction * prob.size))
-    return remove_small_components(mask, min_pixels)
+    return filter_components(mask, min_pixels_for(min_area_fraction, prob.size), prob,
+                             float(min_peak_probability))
 
 
 def findings(mask, prob, spacing_mm=None):

@@ -32,6 +32,7 @@ class Segmenter:
         self.spec = bundle.preprocessing
         self.threshold = bundle.threshold
         self.min_area_fraction = bundle.min_area_fraction
+        self.min_peak_probability = bundle.min_peak_probability
         self.interpreter = make_interpreter(bundle.model_bytes, threads=threads)
         shape = input_shape(self.interpreter)
         size = self.spec.input_size
@@ -48,7 +49,7 @@ class Segmenter:
         """``Scan`` -> ``Result`` with the mask, probability map and findings.
 
         Findings hold ``postprocess.findings`` plus source, input {width, height, format,
-        mode}, spacing_mm, threshold, min_area_fraction, bundle {name, sha256, format},
+        mode}, spacing_mm, threshold, min_area_fraction, min_peak_probability, bundle {name, sha256, format},
         timing_ms {preprocess, inference, postprocess} and edge_seg_version.
         """
         t0 = time.perf_counter()
@@ -57,7 +58,8 @@ class Segmenter:
         small = run_model(self.interpreter, x)
         t2 = time.perf_counter()
         prob = restore(small, geo)
-        mask = postprocess(prob, self.threshold, self.min_area_fraction)
+        mask = postprocess(prob, self.threshold, self.min_area_fraction,
+                           min_peak_probability=self.min_peak_probability)
         found = mask_findings(mask, prob, scan.spacing_mm)
         t3 = time.perf_counter()
         timing = {"preprocess": round(1000 * (t1 - t0), 2),
@@ -72,6 +74,7 @@ class Segmenter:
             **found,
             "threshold": self.threshold,
             "min_area_fraction": self.min_area_fraction,
+            "min_peak_probability": self.min_peak_probability,
             "bundle": {"name": self.bundle.name, "sha256": self.bundle.sha256,
                        "format": self.bundle.format},
             "timing_ms": timing,

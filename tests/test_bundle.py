@@ -47,7 +47,7 @@ def test_round_trip(tiny_bundle, tiny_tflite_bytes):
     assert b.name == "tiny-test" and b.format == "fp32"
     assert b.preprocessing == Preprocessing(input_size=64)
     assert b.threshold == 0.5 and b.min_area_fraction == 0.002
-    assert b.manifest["schema_version"] == 1
+    assert b.manifest["schema_version"] == 2 and b.min_peak_probability == 0.0
     assert b.manifest["input"] == {"shape": [1, 64, 64, 1], "dtype": "float32"}
     assert len(b.sha256) == 64 and b.model_card.startswith("# tiny-test")
     assert sorted(_members(tiny_bundle)) == sorted([MODEL_NAME, MANIFEST_NAME, CARD_NAME])
@@ -99,15 +99,34 @@ def test_truncated_and_non_zip(tiny_bundle, tmp_path):
 def test_unknown_schema_version(tiny_bundle, tmp_path):
     m = _members(tiny_bundle)
     manifest = json.loads(m[MANIFEST_NAME])
-    manifest["schema_version"] = 2
+    manifest["schema_version"] = 3
     m[MANIFEST_NAME] = json.dumps(manifest).encode()
-    msg = _expect_refused(_rezip(tmp_path / "v2.zip", m), "schema_version 2")
-    assert "reads schema_version 1" in msg
+    msg = _expect_refused(_rezip(tmp_path / "v3.zip", m), "schema_version 3")
+    assert "reads schema_version 1 or 2" in msg
+
+
+def test_schema_1_bundle_still_loads_without_peak_filter(tiny_bundle, tmp_path):
+    """Bundles written before min_peak_probability existed run as they always did."""
+    m = _members(tiny_bundle)
+    manifest = json.loads(m[MANIFEST_NAME])
+    manifest["schema_version"] = 1
+    del manifest["min_peak_probability"]
+    m[MANIFEST_NAME] = json.dumps(manifest).encode()
+    b = load_bundle(_rezip(tmp_path / "v1.zip", m))
+    assert b.manifest["schema_version"] == 1 and b.min_peak_probability == 0.0
+
+
+def test_peak_probability_override_warns(tiny_bundle):
+    b = load_bundle(tiny_bundle, min_peak_probability=0.9)
+    assert b.min_peak_probability == 0.9
+    assert any("min_peak_probability 0.0 -> 0.9" in w for w in b.warnings)
 
 
 @pytest.mark.parametrize("change,fragment", [
     (lambda m: m.pop("threshold"), "missing required keys ['threshold']"),
     (lambda m: m.update(threshold="high"), "'threshold' must be"),
+    (lambda m: m.update(min_peak_probability=1.0), "min_peak_probability must be in [0, 1)"),
+    (lambda m: m.update(min_peak_probability="0.9"), "'min_peak_probability' must be"),
     (lambda m: m.update(format="int4"), "unknown export format 'int4'"),
     (lambda m: m["preprocessing"].update(resize="stretch"), "resize must be one of"),
     (lambda m: m.update(min_area_fraction=1.5), "min_area_fraction must be in"),

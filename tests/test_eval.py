@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from edge_runtime import metrics
 from edge_runtime.datasets import discover
-from edge_runtime.evaluate import ROW_FIELDS, evaluate, write_results
+from edge_runtime.evaluate import ROW_FIELDS, evaluate, sweep, write_results
 from edge_runtime.preprocess import Preprocessing
 
 S = 64
@@ -110,6 +111,44 @@ def test_min_area_fraction_removes_small_predictions(dataset):
     # 10x10 = 100 px = 2.4% of 64x64: a 3% floor drops every square here
     res = evaluate(_samples(neg), identity_predict, SPEC, 0.5, 0.03)
     assert res.summary["tumour_free"]["fp_scan_rate"] == 0.0
+
+
+def noisy_predict(batch):
+    """The bright squares, dimmed a little, plus seeded specks of every size and confidence:
+    something for the area and peak filters to remove."""
+    out = batch * 0.85
+    for i in range(batch.shape[0]):
+        rng = np.random.default_rng(int(batch[i].sum()))
+        for _ in range(6):
+            r, c, k = rng.integers(0, S - 6), rng.integers(0, S - 6), rng.integers(1, 6)
+            out[i, r:r + k, c:c + k] = np.maximum(out[i, r:r + k, c:c + k],
+                                                  rng.uniform(0.4, 1.0))
+    return out
+
+
+def test_sweep_gives_what_evaluate_gives_at_every_setting(dataset):
+    fig, neg = dataset
+    samples = _samples(fig, neg)
+    grid = ((0.5, 0.7), (0.0, 0.002, 0.01), (0.0, 0.8, 0.9, 0.95))
+    points, failures = sweep(samples, noisy_predict, SPEC, *grid, batch_size=2)
+    assert failures == [] and len(points) == 2 * 3 * 4
+    distinct = set()
+    for p in points:
+        s = evaluate(samples, noisy_predict, SPEC, p["threshold"], p["min_area_fraction"],
+                     min_peak_probability=p["min_peak_probability"]).summary
+        for key in ("dice_mean", "iou_mean", "miou_2class_pooled", "fp_scan_rate"):
+            assert p[key] == pytest.approx(s[key], abs=1e-12), (p, key)
+        assert p["missed_scans"] == s["tumour"]["missed_scans"]
+        distinct.add((round(p["dice_mean"], 9), p["fp_scan_rate"]))
+    assert len(distinct) > 4        # the grid really changes the answer
+
+
+def test_sweep_reports_unreadable_scans_and_scores_the_rest(dataset):
+    fig, neg = dataset
+    (neg / "broken.png").write_bytes(b"not an image")
+    points, failures = sweep(_samples(fig, neg), identity_predict, SPEC, (0.5,), (0.0,))
+    assert [Path(f).name for f, _ in failures] == ["broken.png"]
+    assert points[0]["fp_scan_rate"] == 0.5 and points[0]["missed_scans"] == 0
 
 
 def test_bad_scans_fail_alone(dataset, tmp_path):

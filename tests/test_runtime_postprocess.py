@@ -65,6 +65,21 @@ def test_postprocess_drops_small_components_keeps_large():
     assert mask.sum() == 900 and not mask[80:83, 80:83].any()
 
 
+def test_peak_filter_drops_regions_the_model_is_never_sure_about():
+    prob = np.zeros((100, 100), np.float32)
+    prob[10:40, 10:40] = 0.7        # 900 px, large but never confident
+    prob[20:25, 20:25] = 0.75
+    prob[60:70, 60:70] = 0.6        # 100 px with a confident core
+    prob[64, 64] = 0.97
+    both = postprocess(prob, 0.5, 0.0)
+    assert both.sum() == 1000
+    kept = postprocess(prob, 0.5, 0.0, min_peak_probability=0.9)
+    assert kept.sum() == 100 and kept[60:70, 60:70].all()
+    # the peak counts anywhere in the region, above the threshold or not of the area filter
+    assert postprocess(prob, 0.5, 0.005, min_peak_probability=0.75).sum() == 1000
+    assert not postprocess(prob, 0.5, 0.0, min_peak_probability=0.98).any()
+
+
 def test_no_tumour_is_first_class():
     prob = np.full((64, 48), 0.1, np.float32)
     prob[5, 5] = 0.99               # one noisy pixel only
@@ -94,7 +109,8 @@ def test_findings_values():
 
 
 @pytest.mark.parametrize("kw,bad", [({"threshold": 1.5}, "threshold"),
-                                    ({"min_area_fraction": 1.0}, "min_area_fraction")])
+                                    ({"min_area_fraction": 1.0}, "min_area_fraction"),
+                                    ({"min_peak_probability": -0.1}, "min_peak_probability")])
 def test_bad_parameters_say_what_was_received(kw, bad):
     args = {"threshold": 0.5, "min_area_fraction": 0.01, **kw}
     with pytest.raises(ValueError, match=bad):

@@ -163,6 +163,20 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
         [str(e) for e in range(1, 15)]
     assert (run / "best.keras").is_file() and (run / "last.keras").is_file()
 
+    # The final report scores a post-processing grid from one model pass, picks a setting
+    # and scores that setting in full; the pick is one of the grid's points, same numbers.
+    from train.report import final_report
+    rep = final_report(run, thresholds=(0.5,), min_area_fractions=(0.0, 0.01),
+                       min_peak_probabilities=(0.0, 0.9), log=lambda m: None)
+    assert len(rep["sweep"]) == 4 and rep["dice_mean"] >= 0.6
+    picked = [p for p in rep["sweep"] if (p["threshold"], p["min_area_fraction"],
+                                          p["min_peak_probability"]) ==
+              (rep["threshold"], rep["min_area_fraction"], rep["min_peak_probability"])]
+    assert len(picked) == 1 and picked[0]["dice_mean"] == pytest.approx(rep["dice_mean"])
+    saved = json.loads((run / "report.json").read_text())
+    assert saved["min_peak_probability"] == rep["min_peak_probability"]
+    assert saved["summary"]["by_class"] and (run / "val_scans.csv").is_file()
+
     # Fine-tuning starts from the given weights: with a vanishing learning rate the first
     # epoch scores what the source model scored (a fresh model would score near 0).
     best = json.loads((run / "state.json").read_text())["best_val_dice"]

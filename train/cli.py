@@ -104,4 +104,5 @@ def _report(out_dir):
     click.echo(f"report: {Path(out_dir) / 'report.json'}: Dice {rep['dice_mean']:.4f}, "
                f"2-class mIoU (pooled) {rep['miou_2class_pooled']:.4f}, tumour-free scans "
                f"flagged {rep['fp_scan_rate']:.3f} (threshold {rep['threshold']}, "
-               f"min_area_fraction {rep['min_area_fraction']})", err=True)
+               f"min_area_fraction {rep['min_area_fraction']}, min_peak_probability "
+               f"{rep['min_peak_probability']})", err=True)

@@ -81,7 +81,7 @@ def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, thread
     """Score BUNDLE (.zip, unpacked folder or bare .tflite) on labelled scans (Dice, IoU,
     2-class mIoU, precision, recall, HD95, overall and per tumour class) and on tumour-free
     scans (the share with any predicted tumour). Masks are scored at each scan's full size,
-    after the bundle's own threshold and small-component removal.
+    after the bundle's own threshold, small-component and peak filters.
 
     Exit codes: 0 all scans scored, 1 some scans failed (listed), 2 usage, 3 bundle problem.
     """

@@ -107,9 +107,12 @@ def _process(segmenter, path, stem, out_dir, protected):
               default=None, help="Override the bundle's probability threshold (warns).")
 @click.option("--min-area-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Override the bundle's smallest tumour, as a fraction of the image (warns).")
+@click.option("--min-peak-probability", type=click.FloatRange(0, 1, max_open=True),
+              default=None, help="Override the bundle's peak filter: drop regions whose highest "
+                                 "probability is below this (0: off; warns).")
 @click.pass_context
 def run(ctx, paths, out_dir, bundle_path, threads, as_json, input_size, threshold,
-        min_area_fraction):
+        min_area_fraction, min_peak_probability):
     """Segment scans: PATHS are image files (PNG, JPEG, BMP, TIFF, WebP), DICOM files
     (needs the 'dicom' extra) or folders of them (not recursive; hidden files skipped).
 
@@ -132,7 +135,8 @@ def run(ctx, paths, out_dir, bundle_path, threads, as_json, input_size, threshol
         fail(EdgeSegError("no input files found in " + ", ".join(str(p) for p in paths)))
     try:
         bundle = load_bundle(bundle_path, input_size=input_size, threshold=threshold,
-                             min_area_fraction=min_area_fraction)
+                             min_area_fraction=min_area_fraction,
+                             min_peak_probability=min_peak_probability)
         for warning in bundle.warnings:
             click.echo(f"warning: {warning}", err=True)
         segmenter = Segmenter(bundle, threads=threads)
