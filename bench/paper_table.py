@@ -135,8 +135,12 @@ def accuracy_from_manifest(manifest, which="converted"):
     if miou is None:
         miou = m.get("miou_2class")
     scans = (manifest.get("metrics") or {}).get("scans")
-    return {"dice": m.get("dice"), "miou_2class": miou, "fp_scan_rate": m.get("fp_scan_rate"),
-            "accuracy_from": f"gate ({scans} scans)" if scans else "gate"}
+    out = {"dice": m.get("dice"), "miou_2class": miou, "fp_scan_rate": m.get("fp_scan_rate"),
+           "accuracy_from": f"gate ({scans} scans)" if scans else "gate"}
+    gate = (manifest.get("metrics") or {}).get("gate")
+    if which == "converted" and isinstance(gate, dict) and gate.get("metric") == "dice_mean":
+        out["dice_drop"] = gate.get("drop")
+    return out
 
 
 def accuracy_from_report(report):
@@ -255,12 +259,45 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                     row["rss_peak_mb"] = p["rss_peak_mb"]
             rows.append(row)
     _ratios(rows)
-    return {"rows": rows, "breakdown": breakdown(runs_list), "threads": list(threads),
+    return {"rows": rows, "variants": variants_summary(runs_list, rows),
+            "breakdown": breakdown(runs_list), "threads": list(threads),
             "runs": runs,
             "machine": (report or {}).get("machine"), "bench_warnings":
             (report or {}).get("warnings", []), "paper": {"citation": CITATION,
                                                           "rows": list(PAPER_ROWS),
                                                           "ratios": paper_ratios()}}
+
+
+def training_recipe(config):
+    """One line on how a run was trained, from its config.json."""
+    cfg = config or {}
+    parts = [f"{cfg.get('epochs', '?')} epochs"]
+    if cfg.get("init_from"):
+        parts.append(f"from {Path(str(cfg['init_from'])).parent.name or cfg['init_from']}")
+    parts.append(f"{cfg.get('patch_size', '?')}-px patches, lr {cfg.get('learning_rate', '?')}")
+    return ", ".join(parts)
+
+
+def variants_summary(runs_list, rows):
+    """One line per run: recipe, post-processing chosen on validation, Keras accuracy, and
+    the DRQ bundle's size, latency and Dice drop (the row to compare variants on)."""
+    out = []
+    for run in runs_list:
+        rep = run.get("report") if isinstance(run.get("report"), dict) else {}
+        keras = next((r for r in rows if r["run"] == run["name"] and r["format"] == "keras"), {})
+        drq = next((r for r in rows if r["run"] == run["name"] and r["format"] == "drq"), {})
+        ok = drq.get("status") == "ok"
+        out.append({
+            "run": run["name"], "variant": run.get("variant"),
+            "training": training_recipe(run.get("config")),
+            "threshold": rep.get("threshold"), "min_area_fraction": rep.get("min_area_fraction"),
+            "min_peak_probability": rep.get("min_peak_probability"),
+            "dice": keras.get("dice"), "miou_2class": keras.get("miou_2class"),
+            "fp_scan_rate": keras.get("fp_scan_rate"),
+            "drq_size_mb": drq.get("size_mb") if ok else None,
+            "drq_ms": drq.get("latency_ms") if ok else None,
+            "drq_dice_drop": drq.get("dice_drop") if ok else None})
+    return out
 
 
 def breakdown(runs_list):
@@ -339,6 +376,26 @@ def render_markdown(table):
         lines.append("| " + " | ".join(cells) + " |")
     if not table["rows"]:
         lines.append("| (no runs or bundles found) |" + " |" * (len(head) - 1))
+    if table.get("variants"):
+        lines += ["", "## The variants side by side", "",
+                  "One line per training run: its recipe, the post-processing chosen on its "
+                  "validation split (threshold / smallest area as a share of the image / "
+                  "smallest peak probability of a kept region), the Keras model's validation "
+                  "numbers (report.json) and its DRQ bundle (size, latency at "
+                  f"{t[0]} thread(s), Dice drop measured by the conversion gate). Runs with "
+                  "the same recipe compare architectures; a fine-tuned run had more training.",
+                  "",
+                  "| run | variant | training | post-processing | val Dice | val mIoU (2-class) "
+                  "| FP-scan rate | DRQ MB | DRQ ms | DRQ Dice drop |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for v in table["variants"]:
+            post = (f"{_f(v.get('threshold'), 2)} / {_f(v.get('min_area_fraction'), 4)} / "
+                    f"{_f(v.get('min_peak_probability') or 0.0, 2)}"
+                    if v.get("threshold") is not None else "-")
+            lines.append(f"| {v['run']} | {_f(v.get('variant'))} | {v['training']} | {post} | "
+                         f"{_f(v.get('dice'))} | {_f(v.get('miou_2class'))} | "
+                         f"{_f(v.get('fp_scan_rate'))} | {_f(v.get('drq_size_mb'), 2)} | "
+                         f"{_f(v.get('drq_ms'), 1)} | {_f(v.get('drq_dice_drop'), 4)} |")
     if table.get("breakdown"):
         lines += ["", "## Per tumour class and on scans without a tumour", "",
                   "Validation patients of each run, Keras model, full resolution, at the "

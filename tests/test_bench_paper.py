@@ -16,9 +16,12 @@ def runs_dir(tmp_path, tiny_tflite_bytes):
     runs = tmp_path / "runs"
     run = runs / "r16"
     (run / "export").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"variant": "resunet_ag", "preset": "edge"}))
+    (run / "config.json").write_text(json.dumps({"variant": "resunet_ag", "preset": "edge",
+                                                 "epochs": 22, "patch_size": 128,
+                                                 "learning_rate": 0.002}))
     (run / "report.json").write_text(json.dumps(
-        {"val": {"dice_mean": 0.7, "miou_2class_pooled": 0.85, "fp_scan_rate": 0.1},
+        {"threshold": 0.5, "min_area_fraction": 0.001, "min_peak_probability": 0.9,
+         "val": {"dice_mean": 0.7, "miou_2class_pooled": 0.85, "fp_scan_rate": 0.1},
          "summary": {"tumour": {"n": 3, "dice_mean": 0.7, "missed_scans": 1},
                      "by_class": {"glioma": {"n": 2, "dice_mean": 0.6},
                                   "meningioma": {"n": 1, "dice_mean": 0.9}},
@@ -29,6 +32,7 @@ def runs_dir(tmp_path, tiny_tflite_bytes):
             f"r16_{fmt}", fmt, Preprocessing(input_size=64), variant="resunet_ag",
             source={"run": "r16"},
             metrics={"gated": True, "scans": 40, "float": {"dice": 0.7},
+                     "gate": {"metric": "dice_mean", "drop": 0.01},
                      "converted": {"dice": 0.69, "miou_2class_tumour_scans": 0.84,
                                    "fp_scan_rate": 0.2}})
         write_bundle(run / "export" / f"r16_{fmt}.zip", tiny_tflite_bytes, manifest, "card")
@@ -61,6 +65,12 @@ def test_paper_table_end_to_end(runs_dir, tmp_path):
     assert CITATION in md and "0.845" in md and "0.3143" in md and "missing" in md
     assert "| r16 | glioma | 2 | 0.600 |" in md and "| r16 | meningioma | 1 | 0.900 |" in md
     assert "| r16 | tumour-free scans | 8 |" in md and "2 (25.0 %)" in md
+    # the variants side by side: recipe, post-processing chosen on validation, DRQ drop
+    line = next(x for x in md.splitlines() if x.startswith("| r16 | resunet_ag | 22 epochs"))
+    assert "128-px patches, lr 0.002" in line and "0.50 / 0.0010 / 0.90" in line
+    assert "| 0.700 |" in line and line.rstrip(" |").endswith("0.0100")
+    table = json.loads((out / "paper_table.json").read_text())
+    assert table["variants"][0]["drq_dice_drop"] == 0.01
 
 
 def test_paper_table_with_nothing(tmp_path):
