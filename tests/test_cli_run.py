@@ -219,6 +219,25 @@ def test_bare_tflite_with_flags_warns(tmp_path, tiny_tflite_bytes):
     assert "warning:" in result.output and "bare .tflite" in result.output
 
 
+def test_peak_filter_override_drops_a_region_never_that_sure(tmp_path, tiny_bundle):
+    """The tiny model gives a bright blob a peak of sigmoid(10) = 0.99995: kept by the
+    bundle's settings, dropped when a higher peak is demanded (with a warning)."""
+    p = tmp_path / "s.png"
+    Image.fromarray(scan_with_blob(64, 64)).save(p)
+    result = run_cli(p, "--bundle", tiny_bundle, "--out", tmp_path / "a", "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    found = json.loads([x for x in result.stdout.splitlines() if x.startswith("{")][0])
+    assert found["tumour_found"] is True and found["min_peak_probability"] == 0.0
+    result = run_cli(p, "--bundle", tiny_bundle, "--out", tmp_path / "b", "--json",
+                     "--min-peak-probability", 0.99999)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "min_peak_probability 0.0 -> 0.99999" in result.output
+    dropped = json.loads([x for x in result.stdout.splitlines() if x.startswith("{")][0])
+    assert dropped["tumour_found"] is False and dropped["min_peak_probability"] == 0.99999
+    assert run_cli(p, "--bundle", tiny_bundle, "--min-peak-probability", 1.0).exit_code == \
+        EXIT_USAGE
+
+
 def test_usage_errors_exit_2(tmp_path, tiny_bundle):
     assert run_cli().exit_code == EXIT_USAGE
     assert run_cli(tmp_path, "--threads", 0).exit_code == EXIT_USAGE

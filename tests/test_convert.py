@@ -265,10 +265,13 @@ def test_bundle_round_trip(run_dir, tmp_path):
     bundle_mod = pytest.importorskip("edge_runtime.bundle")
     out = tmp_path / "out"
     result, output = invoke(run_dir, "--format", "fp32", "--out", out, "--no-gate",
-                            "--threshold", "0.4", "--min-area-fraction", "0.001", "--name", "rt")
+                            "--threshold", "0.4", "--min-area-fraction", "0.001",
+                            "--min-peak-probability", "0.7", "--name", "rt")
     assert result.exit_code == 0, output
     b = bundle_mod.load_bundle(out / "rt_fp32.zip")
     assert b.name == "rt_fp32" and b.threshold == 0.4 and b.min_area_fraction == 0.001
+    assert b.min_peak_probability == 0.7 and b.manifest["schema_version"] == 2
+    assert "highest probability is below 0.7" in b.model_card
     assert b.preprocessing.input_size == S
     assert b.manifest["metrics"]["gated"] is False
     x = inputs(2)
