@@ -1,0 +1,357 @@
+"""Backend-neutral training: the same networks, loss and schedule on any Keras 3 backend.
+
+For a machine without TensorFlow (a lent GPU with JAX or PyTorch). Two steps:
+
+    # here (the data lives here): the run's split, preprocessed, in one file
+    python -m train.portable pack --variant resunet_ag --data ../shared/data/figshare \
+        --negatives ../shared/data/notumor --out PACK.npz [--quality 92]
+    # there: KERAS_BACKEND=jax, no TensorFlow
+    python -m train.portable fit PACK.npz --out RUN_DIR --epochs 60 [--minutes 9]
+
+``pack`` splits by patient family exactly as ``edge-seg train`` does (same seed, same
+``TrainConfig`` defaults, so ``split.json`` is the same) and stores each scan at model
+resolution, already preprocessed, as an 8-bit image. With ``--quality Q`` the images are
+JPEG-compressed (quality Q) so the file is small enough to travel (masks stay lossless); the
+validation images there only pick the best epoch. Every reported number is computed
+afterwards here, on the original scans (``edge-seg train --out RUN_DIR --report``).
+
+``fit`` trains on WHOLE scans at model resolution (no patches: the network sees each tumour
+in its full context) with augmentation on the accelerator (left-right flip, rotation
++-15 deg, scale +-15 %, gamma/contrast/brightness; one random draw per scan), the
+``dice_bce`` loss and the warm-up + cosine schedule of ``train.trainer.lr_at``. It writes the
+run folder ``edge-seg train`` writes (config.json, split.json, log.csv, state.json,
+best.keras, last.keras; best by validation Dice at model resolution) and resumes from it
+(weights and epoch; the optimizer's moments start afresh on resume). The .keras files load
+under TensorFlow for the report and ``edge-seg convert``.
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from train.trainer import TrainConfig, gather_samples, lr_at, make_split
+
+PACK_VERSION = 1
+
+
+# ------------------------------------------------------------------------------ pack
+
+def _jpeg(a, quality):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=int(quality))
+    return np.frombuffer(buf.getvalue(), np.uint8)
+
+
+def _unjpeg(b):
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(b.tobytes())), dtype=np.uint8)
+
+
+def _to_u8(images):
+    return np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def pack(cfg, out_path, quality=None, log=print):
+    """Write the run's training and validation scans (preprocessed) to ``out_path`` (.npz)."""
+    from train.data import default_cache_dir, load_arrays
+
+    spec = cfg.preprocessing_spec()
+    cfg.preprocessing = spec.to_dict()
+    labelled, negatives = gather_samples(cfg)
+    tr, va, ntr, nva = make_split(cfg, labelled, negatives)
+    cache = default_cache_dir()
+    x_tr, y_tr = load_arrays(tr, spec, cache)
+    x_va, y_va = load_arrays(va, spec, cache)
+    if ntr:
+        xn_tr, yn_tr = load_arrays(ntr, spec, cache)
+        xn_va, yn_va = load_arrays(nva, spec, cache)
+        k = min(len(ntr), int(round(cfg.negatives_per_epoch * len(tr))))
+        pick = np.random.default_rng(cfg.seed).permutation(len(ntr))[:k]   # as train() does
+        x_tr, y_tr = np.concatenate([x_tr, xn_tr[pick]]), np.concatenate([y_tr, yn_tr[pick]])
+        x_va, y_va = np.concatenate([x_va, xn_va]), np.concatenate([y_va, yn_va])
+    split = {
+        "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+        "train_families": sorted({s.family for s in tr}),
+        "val_families": sorted({s.family for s in va}),
+        "val_keys": [s.key for s in va], "val_negative_keys": [s.key for s in nva],
+        "counts": {"train_scans": len(tr), "val_scans": len(va),
+                   "train_families": len({s.family for s in tr}),
+                   "val_families": len({s.family for s in va}),
+                   "train_negatives": len(ntr), "val_negatives": len(nva)}}
+    arrays = {"y_train": np.packbits(y_tr > 0, axis=-1), "y_val": np.packbits(y_va > 0, axis=-1),
+              "val_has_tumour": np.arange(len(x_va)) < len(va)}
+    for name, images in (("x_train", _to_u8(x_tr)), ("x_val", _to_u8(x_va))):
+        if quality:
+            blobs = [_jpeg(a, quality) for a in images]
+            arrays[f"{name}_jpeg"] = np.concatenate(blobs)
+            arrays[f"{name}_jpeg_ends"] = np.cumsum([len(b) for b in blobs])
+        else:
+            arrays[name] = images
+    meta = {"pack_version": PACK_VERSION, "config": asdict(cfg), "split": split,
+            "jpeg_quality": quality, "size": spec.input_size}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp.npz")
+    np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    os.replace(tmp, out_path)
+    log(f"packed {len(x_tr)} training and {len(x_va)} validation scans into {out_path} "
+        f"({out_path.stat().st_size / 1e6:.1f} MB)")
+    return out_path
+
+
+def load_pack(path):
+    """-> (meta, x_train u8, y_train u8 0/1, x_val u8, y_val u8 0/1, val_has_tumour)."""
+    with np.load(path) as z:
+        meta = json.loads(z["meta"].tobytes().decode())
+        size = meta["size"]
+        def images(name):
+            if name in z:
+                return z[name]
+            data, ends = z[f"{name}_jpeg"], z[f"{name}_jpeg_ends"]
+            starts = np.concatenate([[0], ends[:-1]])
+            return np.stack([_unjpeg(data[a:b]) for a, b in zip(starts, ends)])
+        y_tr = np.unpackbits(z["y_train"], axis=-1)[..., :size]
+        y_va = np.unpackbits(z["y_val"], axis=-1)[..., :size]
+        return meta, images("x_train"), y_tr, images("x_val"), y_va, z["val_has_tumour"]
+
+
+# ------------------------------------------------------------------------------ fit
+
+def _augment_layer(keras, seed, max_rotation_deg=15.0, scale_range=0.15):
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="edge_seg")
+    class ScanAugment(keras.layers.Layer):
+        """(B, S, S, 2) [image, mask] -> the same, augmented (training only): one flip,
+        rotation and scale per scan for image and mask together; gamma, contrast and
+        brightness on the image; the mask re-binarised."""
+
+        def __init__(self, seed=0, **kwargs):
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.gen = keras.random.SeedGenerator(seed)
+
+        def call(self, both, training=None):
+            if not training:
+                return both
+            b = ops.shape(both)[0]
+            size = ops.cast(ops.shape(both)[1], "float32")
+            u = keras.random.uniform((b, 6), seed=self.gen)
+            flip = ops.reshape(u[:, 0] < 0.5, (-1, 1, 1, 1))
+            both = ops.where(flip, ops.flip(both, axis=2), both)
+            angle = (u[:, 1] * 2.0 - 1.0) * (max_rotation_deg * math.pi / 180.0)
+            scale = 1.0 + (u[:, 2] * 2.0 - 1.0) * scale_range
+            c = (size - 1.0) / 2.0
+            cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+            a2 = c - cos * c + sin * c
+            b2 = c - sin * c - cos * c
+            zero = ops.zeros_like(cos)
+            transform = ops.stack([cos, -sin, a2, sin, cos, b2, zero, zero], axis=1)
+            both = ops.image.affine_transform(both, transform, interpolation="bilinear",
+                                              fill_mode="constant", fill_value=0.0,
+                                              data_format="channels_last")
+            img, msk = both[..., :1], ops.cast(both[..., 1:] >= 0.5, both.dtype)
+            gamma = ops.reshape(ops.exp((u[:, 3] * 2.0 - 1.0) * 0.35), (-1, 1, 1, 1))
+            contrast = ops.reshape(1.0 + (u[:, 4] * 2.0 - 1.0) * 0.1, (-1, 1, 1, 1))
+            bright = ops.reshape((u[:, 5] * 2.0 - 1.0) * 0.05, (-1, 1, 1, 1))
+            img = ops.clip(ops.power(ops.maximum(img, 1e-6), gamma) * contrast + bright,
+                           0.0, 1.0)
+            return ops.concatenate([img, msk], axis=-1)
+
+        def get_config(self):
+            return dict(super().get_config(), seed=self.seed)
+
+    return ScanAugment(seed=seed, name="scan_augment")
+
+
+def _training_model(keras, seg, size, seed):
+    """[image, mask] in, [probability, augmented mask] out: augmentation runs on the
+    accelerator inside the compiled step, and the loss reads its target from the output."""
+    from keras import ops
+    inp = keras.Input((size, size, 2))
+    aug = _augment_layer(keras, seed)(inp)
+    prob = seg(aug[..., :1])
+    return keras.Model(inp, ops.concatenate([prob, aug[..., 1:]], axis=-1))
+
+
+def _packed_loss(loss):
+    def packed(_y_true, y_pred):
+        return loss(y_pred[..., 1:], y_pred[..., :1])
+    return packed
+
+
+def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minutes=None,
+        variant=None, fit_to_minutes=None, patience=None, log=print):
+    """Train (or resume) ``out_dir`` from a pack; returns the state dict.
+
+    ``minutes``: stop after the epoch that passes this budget (resume later).
+    ``fit_to_minutes``: a new run times its first epoch after the warm-up and shortens
+    ``epochs`` so the whole schedule ends within this budget (recorded in config.json).
+    """
+    import keras
+
+    from train.losses import get_loss
+    from train.models import build_model
+    from train.trainer import _atomic_json, _atomic_save, validation_scores
+
+    t_start = time.time()
+    meta, x_tr, y_tr, x_va, y_va, has_tumour = load_pack(pack_path)
+    size = meta["size"]
+    out = Path(out_dir)
+    resume = (out / "state.json").is_file()
+    if resume:
+        saved = json.loads((out / "config.json").read_text())
+        saved.pop("trained_with", None)
+        cfg = TrainConfig(**saved)
+        state = json.loads((out / "state.json").read_text())
+    else:
+        base = dict(meta["config"])
+        base.update(patch_size=size, batch_size=batch_size, tumour_centred=0.0,
+                    jit_compile=True, strategy=f"portable ({keras.backend.backend()})")
+        if epochs:
+            base["epochs"] = int(epochs)
+        if learning_rate:
+            base["learning_rate"] = float(learning_rate)
+        if variant:
+            base["variant"] = variant
+        if patience:
+            base["patience"] = int(patience)
+        cfg = TrainConfig(**base)
+        state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
+                 "finished": False}
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_json(out / "config.json", dict(asdict(cfg), trained_with={
+            "trainer": "train.portable", "backend": keras.backend.backend(),
+            "whole_scans": True, "jpeg_quality": meta.get("jpeg_quality")}))
+        _atomic_json(out / "split.json", meta["split"])
+    keras.utils.set_random_seed(cfg.seed + state["epoch"])
+    if resume:
+        seg = keras.models.load_model(out / "last.keras", compile=False)
+    else:
+        seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
+    model = _training_model(keras, seg, size, cfg.seed)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=_packed_loss(get_loss(cfg.loss)), jit_compile=True)
+    x = np.stack([x_tr, y_tr * 255], axis=-1).astype(np.float32) / 255.0
+    dummy = np.zeros((len(x), 1), np.float32)
+    xv = x_va.astype(np.float32) / 255.0
+    fields = ["epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best"]
+    log_path = out / "log.csv"
+    log(f"{keras.backend.backend()}: {len(x)} training scans, {len(xv)} validation scans, "
+        f"{size}x{size}, batch {cfg.batch_size}, epochs {state['epoch']}..{cfg.epochs}")
+    while state["epoch"] < cfg.epochs and not state["finished"]:
+        if minutes and (time.time() - t_start) / 60.0 > minutes:
+            log(f"time budget of {minutes} min reached after epoch {state['epoch']}")
+            break
+        epoch = state["epoch"]
+        lr = lr_at(cfg, epoch)
+        model.optimizer.learning_rate.assign(lr)
+        t = time.time()
+        # Whole batches only (a different few scans sit out each epoch): one compiled step.
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(x))
+        order = order[:len(order) - len(order) % cfg.batch_size]
+        hist = model.fit(x[order], dummy[order], batch_size=cfg.batch_size, epochs=1,
+                         shuffle=False, verbose=0)
+        scores, _ = validation_scores(seg, xv, y_va, has_tumour, batch_size=64)
+        secs = time.time() - t
+        state["epoch"] = epoch + 1
+        improved = scores["val_dice"] > state["best_val_dice"]
+        if improved:
+            state.update(best_val_dice=scores["val_dice"], best_epoch=epoch + 1, bad_epochs=0)
+            _atomic_save(seg, out / "best.keras")
+        else:
+            state["bad_epochs"] += 1
+        _atomic_save(seg, out / "last.keras")
+        if state["bad_epochs"] >= cfg.patience or state["epoch"] >= cfg.epochs:
+            state["finished"] = True
+        row = {"epoch": epoch + 1, "lr": f"{lr:.3g}", "loss": f"{hist.history['loss'][-1]:.4f}",
+               "val_dice": f"{scores['val_dice']:.4f}",
+               "val_fp_scan_rate": f"{scores.get('val_fp_scan_rate', float('nan')):.4f}",
+               "seconds": f"{secs:.0f}", "best": int(improved)}
+        new = not log_path.exists()
+        with open(log_path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        _atomic_json(out / "state.json", state)
+        if fit_to_minutes and epoch + 1 == cfg.warmup_epochs + 1 and not state["finished"]:
+            # The cosine starts after the warm-up, so its length can still be chosen here
+            # without changing any epoch already run: fit it to the time left.
+            left = fit_to_minutes * 60.0 - (time.time() - t_start)
+            fitted = max(epoch + 2, min(cfg.epochs, epoch + 1 + int(left / (secs * 1.05))))
+            if fitted != cfg.epochs:
+                log(f"{secs:.1f}s per epoch: {fitted} epochs fit in {fit_to_minutes} min")
+                cfg.epochs = fitted
+                saved = json.loads((out / "config.json").read_text())
+                saved["epochs"] = fitted
+                saved["trained_with"]["epochs_fitted_to_minutes"] = fit_to_minutes
+                _atomic_json(out / "config.json", saved)
+        log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
+            f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.1f}s"
+            + (" *" if improved else ""))
+    return state
+
+
+# ------------------------------------------------------------------------------ CLI
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m train.portable", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack", help="write the run's split, preprocessed, to one .npz")
+    p.add_argument("--variant", default="resunet_ag")
+    p.add_argument("--preset", default="edge")
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--negatives", action="append", default=[])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--negatives-per-epoch", type=float, default=0.5)
+    p.add_argument("--quality", type=int, default=None,
+                   help="JPEG quality for the images (default: lossless; masks always are)")
+    p.add_argument("--out", required=True)
+    f = sub.add_parser("fit", help="train (or resume) a run folder from a pack")
+    f.add_argument("pack")
+    f.add_argument("--out", required=True)
+    f.add_argument("--variant", default=None, help="default: the pack's")
+    f.add_argument("--epochs", type=int, default=None)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--lr", type=float, default=None)
+    f.add_argument("--patience", type=int, default=None,
+                   help="epochs without a better validation Dice before stopping "
+                        "(default: the pack's config, 15)")
+    f.add_argument("--minutes", type=float, default=None,
+                   help="stop after the epoch that passes this wall-clock budget")
+    f.add_argument("--fit-to-minutes", type=float, default=None,
+                   help="shorten --epochs so the whole schedule ends within this budget")
+    args = ap.parse_args(argv)
+    if args.cmd == "pack":
+        if args.quality is not None and not 1 <= args.quality <= 100:
+            ap.error(f"--quality must be in 1..100, got {args.quality}")
+        cfg = TrainConfig(variant=args.variant, preset=args.preset, data=args.data,
+                          negatives=args.negatives, seed=args.seed,
+                          val_fraction=args.val_fraction,
+                          negatives_per_epoch=args.negatives_per_epoch)
+        pack(cfg, args.out, quality=args.quality,
+             log=lambda m: print(f"pack: {m}", file=sys.stderr))
+    else:
+        state = fit(args.pack, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                    learning_rate=args.lr, minutes=args.minutes, variant=args.variant,
+                    fit_to_minutes=args.fit_to_minutes, patience=args.patience,
+                    log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
+        print(json.dumps(state))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
