@@ -195,11 +195,15 @@ def _predictions(samples, predict_fn, preprocessing, batch_size, fail, progress=
         yield from loop(samples)
 
 
-def _check_args(preprocessing, threshold, batch_size, samples, limit):
+def _check_threshold(threshold):
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+def _check_args(preprocessing, batch_size, samples, limit):
     if isinstance(preprocessing, dict):
         preprocessing = Preprocessing.from_dict(preprocessing)
-    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     samples = list(samples)
@@ -219,7 +223,8 @@ def evaluate(samples, predict_fn, preprocessing, threshold=0.5, min_area_fractio
     ``threshold``, ``min_area_fraction``, ``min_peak_probability``: see
     ``postprocess.postprocess``.
     """
-    preprocessing, samples = _check_args(preprocessing, threshold, batch_size, samples, limit)
+    _check_threshold(threshold)
+    preprocessing, samples = _check_args(preprocessing, batch_size, samples, limit)
     postprocess = _postprocess_fn()
     rows, failures = [], []
     start = time.perf_counter()
@@ -264,10 +269,8 @@ def sweep(samples, predict_fn, preprocessing, thresholds, min_area_fractions,
     -> (list of point dicts in grid order, failures [(path, problem)]).
     """
     from edge_runtime.postprocess import component_stats, min_pixels_for
-    preprocessing, samples = _check_args(preprocessing, None, batch_size, samples, limit)
-    thresholds = [float(t) for t in thresholds]
-    for t in thresholds:
-        _check_args(preprocessing, t, batch_size, [], None)
+    preprocessing, samples = _check_args(preprocessing, batch_size, samples, limit)
+    thresholds = [_check_threshold(t) for t in thresholds]
     grid = [(t, float(a), float(p)) for t in thresholds for a in min_area_fractions
             for p in min_peak_probabilities]
     per_point = {g: {"dice": [], "iou": [], "acc": metrics.ConfusionAccumulator(),

@@ -26,7 +26,6 @@ under TensorFlow for the report and ``edge-seg convert``.
 """
 
 import argparse
-import csv
 import io
 import json
 import math
@@ -202,7 +201,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
 
     from train.losses import get_loss
     from train.models import build_model
-    from train.trainer import _atomic_json, _atomic_save, validation_scores
+    from train.trainer import _atomic_json, record_epoch, validation_scores
 
     t_start = time.time()
     meta, x_tr, y_tr, x_va, y_va, has_tumour = load_pack(pack_path)
@@ -245,8 +244,6 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     x = np.stack([x_tr, y_tr * 255], axis=-1).astype(np.float32) / 255.0
     dummy = np.zeros((len(x), 1), np.float32)
     xv = x_va.astype(np.float32) / 255.0
-    fields = ["epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best"]
-    log_path = out / "log.csv"
     log(f"{keras.backend.backend()}: {len(x)} training scans, {len(xv)} validation scans, "
         f"{size}x{size}, batch {cfg.batch_size}, epochs {state['epoch']}..{cfg.epochs}")
     while state["epoch"] < cfg.epochs and not state["finished"]:
@@ -264,27 +261,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
                          shuffle=False, verbose=0)
         scores, _ = validation_scores(seg, xv, y_va, has_tumour, batch_size=64)
         secs = time.time() - t
-        state["epoch"] = epoch + 1
-        improved = scores["val_dice"] > state["best_val_dice"]
-        if improved:
-            state.update(best_val_dice=scores["val_dice"], best_epoch=epoch + 1, bad_epochs=0)
-            _atomic_save(seg, out / "best.keras")
-        else:
-            state["bad_epochs"] += 1
-        _atomic_save(seg, out / "last.keras")
-        if state["bad_epochs"] >= cfg.patience or state["epoch"] >= cfg.epochs:
-            state["finished"] = True
-        row = {"epoch": epoch + 1, "lr": f"{lr:.3g}", "loss": f"{hist.history['loss'][-1]:.4f}",
-               "val_dice": f"{scores['val_dice']:.4f}",
-               "val_fp_scan_rate": f"{scores.get('val_fp_scan_rate', float('nan')):.4f}",
-               "seconds": f"{secs:.0f}", "best": int(improved)}
-        new = not log_path.exists()
-        with open(log_path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        _atomic_json(out / "state.json", state)
+        record_epoch(cfg, state, seg, out, epoch, lr, hist.history["loss"][-1], scores, secs,
+                     log)
         if fit_to_minutes and epoch + 1 == cfg.warmup_epochs + 1 and not state["finished"]:
             # The cosine starts after the warm-up, so its length can still be chosen here
             # without changing any epoch already run: fit it to the time left.
@@ -297,9 +275,6 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
                 saved["epochs"] = fitted
                 saved["trained_with"]["epochs_fitted_to_minutes"] = fit_to_minutes
                 _atomic_json(out / "config.json", saved)
-        log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
-            f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.1f}s"
-            + (" *" if improved else ""))
     return state
 
 

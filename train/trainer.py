@@ -228,6 +228,44 @@ def weights_fingerprint(model):
     return h.hexdigest()[:16]
 
 
+LOG_FIELDS = ("epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best")
+
+
+def record_epoch(cfg, state, model, out, epoch, lr, loss, scores, secs, log=print):
+    """The end of epoch ``epoch`` (0-based), for every trainer: update ``state`` (best
+    validation Dice, patience, finished), save best.keras / last.keras, append a row to
+    log.csv and write state.json. Returns the row."""
+    state["epoch"] = epoch + 1
+    improved = scores["val_dice"] > state["best_val_dice"]
+    if improved:
+        state.update(best_val_dice=scores["val_dice"], best_epoch=epoch + 1, bad_epochs=0)
+        _atomic_save(model, out / "best.keras")
+    else:
+        state["bad_epochs"] += 1
+    _atomic_save(model, out / "last.keras")
+    if state["bad_epochs"] >= cfg.patience:
+        state["finished"] = True
+        log(f"early stopping: no better validation Dice for {cfg.patience} epochs")
+    if state["epoch"] >= cfg.epochs:
+        state["finished"] = True
+    row = {"epoch": epoch + 1, "lr": f"{lr:.3g}", "loss": f"{loss:.4f}",
+           "val_dice": f"{scores['val_dice']:.4f}",
+           "val_fp_scan_rate": f"{scores.get('val_fp_scan_rate', float('nan')):.4f}",
+           "seconds": f"{secs:.0f}", "best": int(improved)}
+    log_path = out / "log.csv"
+    new = not log_path.exists()
+    with open(log_path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+    _atomic_json(out / "state.json", state)
+    log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
+        f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.0f}s"
+        + (" *" if improved else ""))
+    return row
+
+
 def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     """Train (or resume) a run in ``out_dir``. Returns the final state dict.
 
@@ -261,7 +299,6 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
         out = Path(tempfile.mkdtemp(prefix="edge-seg-worker-"))
         atexit.register(shutil.rmtree, out, True)
         log(f"{task}: not the chief, writing to {out} (deleted at the end)")
-    state_path = out / "state.json"
     if not resume:
         state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
                  "finished": False}
@@ -324,8 +361,6 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                           loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
 
-    log_path = out / "log.csv"
-    fields = ["epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best"]
     stop = _StopFlag()
 
     class _Guard(keras.callbacks.Callback):
@@ -348,35 +383,8 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
                     f"of epoch {epoch} (last.keras); weights at the stop are in interrupted.keras")
                 break
             scores, _ = validation_scores(model, x_val, y_val, has_tumour)
-            secs = time.time() - t
-            state["epoch"] = epoch + 1
-            improved = scores["val_dice"] > state["best_val_dice"]
-            if improved:
-                state.update(best_val_dice=scores["val_dice"], best_epoch=epoch + 1, bad_epochs=0)
-                _atomic_save(model, out / "best.keras")
-            else:
-                state["bad_epochs"] += 1
-            _atomic_save(model, out / "last.keras")
-            if state["bad_epochs"] >= cfg.patience:
-                state["finished"] = True
-                log(f"early stopping: no better validation Dice for {cfg.patience} epochs")
-            if state["epoch"] >= cfg.epochs:
-                state["finished"] = True
-            row = {"epoch": epoch + 1, "lr": f"{lr:.3g}",
-                   "loss": f"{hist.history['loss'][-1]:.4f}",
-                   "val_dice": f"{scores['val_dice']:.4f}",
-                   "val_fp_scan_rate": f"{scores.get('val_fp_scan_rate', float('nan')):.4f}",
-                   "seconds": f"{secs:.0f}", "best": int(improved)}
-            new = not log_path.exists()
-            with open(log_path, "a", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=fields)
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-            _atomic_json(state_path, state)
-            log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
-                f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.0f}s"
-                + (" *" if improved else ""))
+            record_epoch(cfg, state, model, out, epoch, lr, hist.history["loss"][-1], scores,
+                         time.time() - t, log)
     if cfg.strategy == "multiworker":
         log(f"{task}: final trainable weights {weights_fingerprint(model)}")
     if not is_chief:
