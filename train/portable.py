@@ -196,6 +196,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     ``minutes``: stop after the epoch that passes this budget (resume later).
     ``fit_to_minutes``: a new run times its first epoch after the warm-up and shortens
     ``epochs`` so the whole schedule ends within this budget (recorded in config.json).
+    The step is compiled with XLA except under the TensorFlow backend, whose image
+    transform (the rotation/scale augmentation) has no XLA kernel.
     """
     import keras
 
@@ -216,7 +218,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     else:
         base = dict(meta["config"])
         base.update(patch_size=size, batch_size=batch_size, tumour_centred=0.0,
-                    jit_compile=True, strategy=f"portable ({keras.backend.backend()})")
+                    jit_compile=keras.backend.backend() != "tensorflow",
+                    strategy=f"portable ({keras.backend.backend()})")
         if epochs:
             base["epochs"] = int(epochs)
         if learning_rate:
@@ -240,14 +243,15 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
     model = _training_model(keras, seg, size, cfg.seed)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=_packed_loss(get_loss(cfg.loss)), jit_compile=True)
+                  loss=_packed_loss(get_loss(cfg.loss)), jit_compile=cfg.jit_compile)
     x = np.stack([x_tr, y_tr * 255], axis=-1).astype(np.float32) / 255.0
     dummy = np.zeros((len(x), 1), np.float32)
     xv = x_va.astype(np.float32) / 255.0
     log(f"{keras.backend.backend()}: {len(x)} training scans, {len(xv)} validation scans, "
         f"{size}x{size}, batch {cfg.batch_size}, epochs {state['epoch']}..{cfg.epochs}")
+    first = state["epoch"]
     while state["epoch"] < cfg.epochs and not state["finished"]:
-        if minutes and (time.time() - t_start) / 60.0 > minutes:
+        if minutes and state["epoch"] > first and (time.time() - t_start) / 60.0 > minutes:
             log(f"time budget of {minutes} min reached after epoch {state['epoch']}")
             break
         epoch = state["epoch"]

@@ -1,0 +1,87 @@
+"""train.portable: pack the split here, fit whole scans on any Keras 3 backend (here: the
+TensorFlow backend the test environment has), resume, and fit the schedule to a time budget."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from test_train import _write_synthetic  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    from train.portable import pack
+    from train.trainer import TrainConfig
+
+    root = tmp_path_factory.mktemp("portable")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EDGE_SEG_CACHE", str(root / "cache"))
+    _write_synthetic(root / "data", n=40)
+    cfg = TrainConfig(variant="resunet", preset="tiny", data=[str(root / "data")],
+                      learning_rate=1e-2, warmup_epochs=1, patience=100)
+    lossless = pack(cfg, root / "lossless.npz", log=lambda m: None)
+    jpeg = pack(TrainConfig(**vars(cfg)), root / "jpeg.npz", quality=95, log=lambda m: None)
+    yield root, cfg, lossless, jpeg
+    mp.undo()
+
+
+def test_pack_holds_the_patient_family_split_and_lossless_masks(packed):
+    from train.portable import load_pack
+    from train.trainer import TrainConfig, gather_samples, make_split
+
+    root, cfg, lossless, jpeg = packed
+    meta, x_tr, y_tr, x_va, y_va, has_tumour = load_pack(lossless)
+    split = meta["split"]
+    assert not set(split["train_families"]) & set(split["val_families"])
+    # The same split edge-seg train would make from the same config.
+    tr, va, _, _ = make_split(cfg, *gather_samples(TrainConfig(**vars(cfg))))
+    assert split["val_keys"] == [s.key for s in va]
+    assert len(x_tr) == len(tr) and len(x_va) == len(va) == int(has_tumour.sum())
+    assert x_tr.dtype == np.uint8 and x_tr.shape[1:] == (meta["size"], meta["size"])
+    assert set(np.unique(y_tr)) <= {0, 1} and y_va.shape == x_va.shape
+    assert y_tr.sum() > 0
+
+    meta_j, xj_tr, yj_tr, xj_va, yj_va, _ = load_pack(jpeg)
+    assert meta_j["jpeg_quality"] == 95 and jpeg.stat().st_size < lossless.stat().st_size
+    np.testing.assert_array_equal(yj_tr, y_tr)           # masks are never compressed
+    np.testing.assert_array_equal(yj_va, y_va)
+    assert np.abs(xj_tr.astype(int) - x_tr).mean() < 3   # images: close, not equal
+
+
+def test_fit_stops_on_its_budget_resumes_and_loads_under_tensorflow(packed):
+    import keras
+
+    from train.portable import fit
+
+    root, _, lossless, _ = packed
+    run = root / "run"
+    # A budget already spent still runs one epoch, then stops with the run resumable.
+    state = fit(lossless, run, epochs=10, batch_size=8, minutes=1e-6, log=lambda m: None)
+    assert state["epoch"] == 1 and not state["finished"]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["trained_with"]["trainer"] == "train.portable" and cfg["epochs"] == 10
+    state = fit(lossless, run, log=lambda m: None)
+    assert state["epoch"] == 10 and state["finished"]
+    rows = (run / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, 11)]
+    assert state["best_val_dice"] >= 0.5, state   # whole synthetic discs are easy
+    model = keras.models.load_model(run / "best.keras", compile=False)
+    x = np.zeros((1, 64, 64, 1), np.float32)
+    assert model.predict(x, verbose=0).shape == (1, 64, 64, 1)
+
+
+def test_fit_to_minutes_shortens_the_schedule_after_the_warm_up(packed):
+    from train.portable import fit
+
+    root, _, lossless, _ = packed
+    run = root / "fitted"
+    state = fit(lossless, run, epochs=50, batch_size=8, fit_to_minutes=1e-6,
+                log=lambda m: None)
+    # warm-up (1 epoch) + the first cosine epoch are run, then no time is left: the
+    # shortest schedule, 3 epochs, is recorded and run to its end.
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["epochs"] == 3 and cfg["trained_with"]["epochs_fitted_to_minutes"] == 1e-6
+    assert state["epoch"] == 3 and state["finished"]
