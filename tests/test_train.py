@@ -175,6 +175,7 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
     assert len(picked) == 1 and picked[0]["dice_mean"] == pytest.approx(rep["dice_mean"])
     saved = json.loads((run / "report.json").read_text())
     assert saved["min_peak_probability"] == rep["min_peak_probability"]
+    assert saved["fp_limit_met"] is True   # no tumour-free scans here: nothing to exceed
     assert saved["summary"]["by_class"] and (run / "val_scans.csv").is_file()
 
     # Fine-tuning starts from the given weights: with a vanishing learning rate the first

@@ -58,6 +58,11 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
                               min_area_fractions, min_peak_probabilities, progress=progress,
                               batch_size=8, label="validation sweep")
     best = choose(points, max_fp_scan_rate)
+    fp_best = best["fp_scan_rate"]
+    limit_met = fp_best is None or fp_best != fp_best or fp_best <= max_fp_scan_rate
+    if not limit_met:
+        log(f"no setting keeps tumour-free scans flagged <= {max_fp_scan_rate:.0%}: "
+            f"chose the fewest ({fp_best:.1%})")
     log(f"scored {len(points)} post-processing settings in {time.time() - t0:.0f}s; chosen: "
         f"threshold {best['threshold']} min_area_fraction {best['min_area_fraction']} "
         f"min_peak_probability {best['min_peak_probability']}: dice {best['dice_mean']:.4f} "
@@ -76,7 +81,11 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
         "selection": (f"best mean Dice among (threshold, min_area_fraction, "
                       f"min_peak_probability) with a tumour "
                       f"predicted on <= {max_fp_scan_rate:.0%} of validation tumour-free "
-                      "scans; chosen on validation only"),
+                      "scans; chosen on validation only" if limit_met else
+                      f"NO setting met the limit of {max_fp_scan_rate:.0%} tumour-free scans "
+                      "flagged: the one flagging the fewest (best Dice among ties); chosen on "
+                      "validation only"),
+        "fp_limit": max_fp_scan_rate, "fp_limit_met": limit_met,
         "split": split.get("counts", {}), "split_seed": config.get("seed"),
         "data": info, "sweep": points,
         "summary": chosen.summary,
