@@ -101,3 +101,17 @@ def test_speed_vs_paper_times_both_models_in_one_run(tiny_bundle, tmp_path, monk
     assert r["speedup"] == pytest.approx(r["paper_ms_p50"] / r["edge_ms_p50"])
     md = (out / "speed_vs_paper.md").read_text()
     assert f"edge-seg bench {tiny_bundle} {ref}" in md and "| 1 |" in md
+
+
+def test_training_recipe_says_how_and_how_far_a_run_was_trained():
+    cpu = {"epochs": 22, "patch_size": 128, "learning_rate": 0.002}
+    assert paper_table.training_recipe(cpu, {"epoch": 9, "finished": False, "best_epoch": 8}) \
+        == "22 epochs, 128-px patches, lr 0.002, IN PROGRESS: epoch 9 of 22, best epoch 8"
+    gpu = {"epochs": 63, "patch_size": 256, "learning_rate": 0.002,
+           "trained_with": {"trainer": "train.portable", "backend": "jax", "whole_scans": True,
+                            "epochs_fitted_to_minutes": 7.5}}
+    line = paper_table.training_recipe(gpu, {"epoch": 60, "finished": True, "best_epoch": 45})
+    assert line == ("63 epochs, whole 256-px scans, lr 0.002, train.portable (jax), "
+                    "epochs fitted to 7.5 min, early stop at 60, best epoch 45")
+    ft = dict(cpu, epochs=18, init_from="runs/a/best.keras")
+    assert paper_table.training_recipe(ft).startswith("18 epochs, from a, 128-px patches")
