@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from bench.paper import CITATION, PAPER_ROWS, paper_ratios
+from train.recipe import training_recipe
 
 ROW_FORMATS = ("keras", "fp32", "drq", "fp16", "int8")
 CSV_FIELDS = ("run", "variant", "format", "status", "dice", "miou_2class", "fp_scan_rate",
@@ -269,35 +270,6 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                                                           "ratios": paper_ratios()}}
 
 
-def training_recipe(config, state=None):
-    """One line on how a run was trained, from its config.json (and state.json: progress,
-    early stop, best epoch)."""
-    cfg = config or {}
-    parts = [f"{cfg.get('epochs', '?')} epochs"]
-    if cfg.get("init_from"):
-        parts.append(f"from {Path(str(cfg['init_from'])).parent.name or cfg['init_from']}")
-    how = cfg.get("trained_with") if isinstance(cfg.get("trained_with"), dict) else {}
-    if how.get("whole_scans"):
-        parts.append(f"whole {cfg.get('patch_size', '?')}-px scans, lr "
-                     f"{cfg.get('learning_rate', '?')}, {how.get('trainer', '?')} "
-                     f"({how.get('backend', '?')})")
-    else:
-        parts.append(f"{cfg.get('patch_size', '?')}-px patches, lr "
-                     f"{cfg.get('learning_rate', '?')}")
-    if how.get("epochs_fitted_to_minutes"):
-        parts.append(f"epochs fitted to {how['epochs_fitted_to_minutes']} min")
-    if state is None:
-        parts.append("no state.json: no epoch finished yet")
-    elif isinstance(state, dict) and state.get("epoch") is not None:
-        if not state.get("finished"):
-            parts.append(f"IN PROGRESS: epoch {state['epoch']} of {cfg.get('epochs', '?')}")
-        elif state["epoch"] < (cfg.get("epochs") or 0):
-            parts.append(f"early stop at {state['epoch']}")
-        if state.get("best_epoch"):
-            parts.append(f"best epoch {state['best_epoch']}")
-    return ", ".join(parts)
-
-
 def variants_summary(runs_list, rows):
     """One line per run: recipe, post-processing chosen on validation, Keras accuracy, and
     the DRQ bundle's size, latency and Dice drop (the row to compare variants on)."""
@@ -309,7 +281,9 @@ def variants_summary(runs_list, rows):
         ok = drq.get("status") == "ok"
         out.append({
             "run": run["name"], "variant": run.get("variant"),
-            "training": training_recipe(run.get("config"), run.get("state")),
+            "training": (training_recipe(run.get("config"), run["state"])
+                         if run.get("state") is not None else
+                         training_recipe(run.get("config")) + ", no epoch finished yet"),
             "threshold": rep.get("threshold"), "min_area_fraction": rep.get("min_area_fraction"),
             "min_peak_probability": rep.get("min_peak_probability"),
             "dice": keras.get("dice"), "miou_2class": keras.get("miou_2class"),

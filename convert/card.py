@@ -75,6 +75,10 @@ def model_card(manifest, report=None):
         f"- Split by patient family, seed {tr.get('split_seed', '?')}: "
         f"{tr.get('train_scans', '?')} scans in the training split, {tr.get('val_scans', '?')} "
         "in the validation split (tumour-free scans included in both)",
+    ]
+    if tr.get("recipe"):
+        lines.append(f"- Training: {tr['recipe']}; checkpoint chosen by validation Dice")
+    lines += [
         "",
         "## Evaluation",
     ]

@@ -13,6 +13,7 @@ Order of work, so that a refusal leaves nothing behind:
 
 import datetime
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,9 +264,15 @@ def build_manifest(item, src, spec, name, post, data_info, n_calibration, n_gate
             tumour_free_scans=data_info["tumour_free_scans"],
             train_scans=data_info["train_scans"], val_scans=data_info["val_scans"],
             val_split_from=data_info["val_split_from"])
-    for key in ("epochs", "loss", "patch_size", "batch_size"):
+    for key in ("epochs", "loss", "patch_size", "batch_size", "trained_with"):
         if key in src.config:
             training[key] = src.config[key]
+    if "epochs" in src.config:
+        from train.recipe import training_recipe
+        state = None
+        if src.run_dir and (Path(src.run_dir) / "state.json").is_file():
+            state = json.loads((Path(src.run_dir) / "state.json").read_text(encoding="utf-8"))
+        training["recipe"] = training_recipe(src.config, state)
     return {
         "schema_version": SCHEMA_VERSION,
         "name": f"{name}_{item.fmt}",

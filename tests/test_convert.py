@@ -221,8 +221,10 @@ def run_dir(tmp_path):
     threshold_model().save(run / "best.keras")
     (run / "config.json").write_text(json.dumps({     # as train/trainer.py writes it
         "variant": "threshold_toy", "preset": "tiny", "data": [str(data)], "negatives": [],
-        "seed": 0, "val_fraction": 0.4, "input_size": None,
-        "preprocessing": {"input_size": S}}))
+        "seed": 0, "val_fraction": 0.4, "input_size": None, "epochs": 3, "patch_size": S,
+        "learning_rate": 0.01, "preprocessing": {"input_size": S}}))
+    (run / "state.json").write_text(json.dumps(
+        {"epoch": 3, "best_val_dice": 0.9, "best_epoch": 2, "bad_epochs": 1, "finished": True}))
     return run
 
 
@@ -259,6 +261,8 @@ def test_cli_converts_gates_and_bundles(run_dir, tmp_path):
     assert m["xnnpack"]["partitions"] >= 1
     assert len(m["model_sha256"]) == 64 and m["edge_seg_version"]
     assert "Not a medical device" in card and "## Limits" in card
+    recipe = f"3 epochs, {S}-px patches, lr 0.01, best epoch 2"
+    assert m["training"]["recipe"] == recipe and f"- Training: {recipe}" in card
 
 
 def test_bundle_round_trip(run_dir, tmp_path):

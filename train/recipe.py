@@ -1,0 +1,31 @@
+"""One line on how a run was trained (its recipe and how far it got), for tables and model
+cards. Pure Python: reads the dicts of config.json and state.json, imports nothing heavy."""
+
+from pathlib import Path
+
+
+def training_recipe(config, state=None):
+    """One line on how a run was trained, from its config.json (and, when given, its
+    state.json: progress, early stop, best epoch)."""
+    cfg = config or {}
+    parts = [f"{cfg.get('epochs', '?')} epochs"]
+    if cfg.get("init_from"):
+        parts.append(f"from {Path(str(cfg['init_from'])).parent.name or cfg['init_from']}")
+    how = cfg.get("trained_with") if isinstance(cfg.get("trained_with"), dict) else {}
+    if how.get("whole_scans"):
+        parts.append(f"whole {cfg.get('patch_size', '?')}-px scans, lr "
+                     f"{cfg.get('learning_rate', '?')}, {how.get('trainer', '?')} "
+                     f"({how.get('backend', '?')})")
+    else:
+        parts.append(f"{cfg.get('patch_size', '?')}-px patches, lr "
+                     f"{cfg.get('learning_rate', '?')}")
+    if how.get("epochs_fitted_to_minutes"):
+        parts.append(f"epochs fitted to {how['epochs_fitted_to_minutes']} min")
+    if isinstance(state, dict) and state.get("epoch") is not None:
+        if not state.get("finished"):
+            parts.append(f"IN PROGRESS: epoch {state['epoch']} of {cfg.get('epochs', '?')}")
+        elif state["epoch"] < (cfg.get("epochs") or 0):
+            parts.append(f"early stop at {state['epoch']}")
+        if state.get("best_epoch"):
+            parts.append(f"best epoch {state['best_epoch']}")
+    return ", ".join(parts)
