@@ -68,6 +68,12 @@ def test_fit_stops_on_its_budget_resumes_and_loads_under_tensorflow(packed):
     rows = (run / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, 11)]
     assert state["best_val_dice"] >= 0.5, state   # whole synthetic discs are easy
+    # The patch trainer refuses to resume it (it would silently change the recipe).
+    from train.trainer import TrainConfig, train
+    with pytest.raises(ValueError, match="python -m train.portable fit PACK"):
+        mine = {k: v for k, v in cfg.items() if k != "trained_with"}
+        train(TrainConfig(**dict(mine, strategy="default")), run, resume=True,
+              log=lambda m: None)
     model = keras.models.load_model(run / "best.keras", compile=False)
     x = np.zeros((1, 64, 64, 1), np.float32)
     assert model.predict(x, verbose=0).shape == (1, 64, 64, 1)

@@ -286,6 +286,12 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
         if not (run_dir / "state.json").is_file():
             raise FileNotFoundError(f"{run_dir}: nothing to resume (no state.json)")
         saved = json.loads((run_dir / "config.json").read_text())
+        other = saved.get("trained_with") or {}
+        if other.get("trainer"):
+            raise ValueError(
+                f"{run_dir}: trained by {other['trainer']} ({other.get('backend', '?')}, whole "
+                f"scans), not by edge-seg train; resume it with: python -m {other['trainer']} "
+                f"fit PACK --out {run_dir}")
         cfg = TrainConfig(**dict(saved, strategy=cfg.strategy))
         state = json.loads((run_dir / "state.json").read_text())
     else:
