@@ -358,7 +358,19 @@ def _rss():
 
 
 def _peak_rss():
-    """This process's peak RSS in bytes (None where unknown)."""
+    """This process's peak RSS in bytes (None where unknown).
+
+    On Linux from /proc/self/status (VmHWM: the high-water mark of this program's memory).
+    Not ``ru_maxrss`` there: Linux carries it over ``fork`` + ``exec``, so a fresh child of a
+    large parent (a bench started from a process with TensorFlow loaded) would report the
+    parent's peak instead of its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

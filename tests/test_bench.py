@@ -191,3 +191,17 @@ def test_table_renders_missing_values():
     text = B.format_table(report)
     assert "governor unreadable" in text and "warning: w" in text
     io.StringIO(B.results_csv(report))
+
+
+def test_fresh_process_memory_is_its_own_not_its_parents(tiny_bundle):
+    """A memory probe in a child must not inherit this (big) process's peak: Linux keeps
+    ru_maxrss across fork + exec, which once made every model look like 1 GB."""
+    import numpy as np
+
+    from edge_runtime.benchmark import measure_memory
+
+    ballast = np.ones(600 * 2**20, dtype=np.uint8)   # this process now peaks above 600 MB
+    mem = measure_memory(tiny_bundle, threads=1)
+    assert ballast.sum() == ballast.size
+    assert 0 < mem["rss_peak_mb"] < 400, mem
+    assert mem["rss_peak_mb"] >= mem["rss_after_mb"] - 1
