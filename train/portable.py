@@ -243,7 +243,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
     model = _training_model(keras, seg, size, cfg.seed)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=_packed_loss(get_loss(cfg.loss)), jit_compile=cfg.jit_compile)
+                  loss=_packed_loss(get_loss(cfg.loss)),
+                  jit_compile=cfg.jit_compile and keras.backend.backend() != "tensorflow")
     x = np.stack([x_tr, y_tr * 255], axis=-1).astype(np.float32) / 255.0
     dummy = np.zeros((len(x), 1), np.float32)
     xv = x_va.astype(np.float32) / 255.0
