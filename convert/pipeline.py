@@ -13,7 +13,6 @@ Order of work, so that a refusal leaves nothing behind:
 
 import datetime
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,10 +268,7 @@ def build_manifest(item, src, spec, name, post, data_info, n_calibration, n_gate
             training[key] = src.config[key]
     if "epochs" in src.config:
         from train.recipe import training_recipe
-        state = None
-        if src.run_dir and (Path(src.run_dir) / "state.json").is_file():
-            state = json.loads((Path(src.run_dir) / "state.json").read_text(encoding="utf-8"))
-        training["recipe"] = training_recipe(src.config, state)
+        training["recipe"] = training_recipe(src.config, src.state)
     return {
         "schema_version": SCHEMA_VERSION,
         "name": f"{name}_{item.fmt}",

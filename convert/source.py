@@ -49,6 +49,12 @@ class Source:
 
     # ----------------------------------------------------------- settings from the config
     @property
+    def state(self):
+        """The run's state.json (epochs run, best epoch, finished) or None."""
+        path = Path(self.run_dir) / "state.json" if self.run_dir else None
+        return _read_json(path) if path is not None and path.is_file() else None
+
+    @property
     def variant(self):
         return _first(self.config, "variant", default=None)
 

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.trainer import TrainConfig, gather_samples, lr_at, make_split
+from train.trainer import (TrainConfig, gather_samples, load_split_arrays, lr_at, make_split,
+                           split_record)
 
 PACK_VERSION = 1
 
@@ -62,33 +63,17 @@ def _to_u8(images):
 
 def pack(cfg, out_path, quality=None, log=print):
     """Write the run's training and validation scans (preprocessed) to ``out_path`` (.npz)."""
-    from train.data import default_cache_dir, load_arrays
+    from train.data import default_cache_dir
 
     spec = cfg.preprocessing_spec()
     cfg.preprocessing = spec.to_dict()
     labelled, negatives = gather_samples(cfg)
     tr, va, ntr, nva = make_split(cfg, labelled, negatives)
-    cache = default_cache_dir()
-    x_tr, y_tr = load_arrays(tr, spec, cache)
-    x_va, y_va = load_arrays(va, spec, cache)
-    if ntr:
-        xn_tr, yn_tr = load_arrays(ntr, spec, cache)
-        xn_va, yn_va = load_arrays(nva, spec, cache)
-        k = min(len(ntr), int(round(cfg.negatives_per_epoch * len(tr))))
-        pick = np.random.default_rng(cfg.seed).permutation(len(ntr))[:k]   # as train() does
-        x_tr, y_tr = np.concatenate([x_tr, xn_tr[pick]]), np.concatenate([y_tr, yn_tr[pick]])
-        x_va, y_va = np.concatenate([x_va, xn_va]), np.concatenate([y_va, yn_va])
-    split = {
-        "seed": cfg.seed, "val_fraction": cfg.val_fraction,
-        "train_families": sorted({s.family for s in tr}),
-        "val_families": sorted({s.family for s in va}),
-        "val_keys": [s.key for s in va], "val_negative_keys": [s.key for s in nva],
-        "counts": {"train_scans": len(tr), "val_scans": len(va),
-                   "train_families": len({s.family for s in tr}),
-                   "val_families": len({s.family for s in va}),
-                   "train_negatives": len(ntr), "val_negatives": len(nva)}}
+    x_tr, y_tr, x_va, y_va, has_tumour = load_split_arrays(cfg, spec, tr, va, ntr, nva,
+                                                           default_cache_dir())
+    split = split_record(cfg, tr, va, ntr, nva)
     arrays = {"y_train": np.packbits(y_tr > 0, axis=-1), "y_val": np.packbits(y_va > 0, axis=-1),
-              "val_has_tumour": np.arange(len(x_va)) < len(va)}
+              "val_has_tumour": has_tumour}
     for name, images in (("x_train", _to_u8(x_tr)), ("x_val", _to_u8(x_va))):
         if quality:
             blobs = [_jpeg(a, quality) for a in images]

@@ -22,17 +22,23 @@ MIN_PEAK_PROBABILITIES = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99)
 MAX_FP_SCAN_RATE = 0.05
 
 
+def _fp(point):
+    v = point["fp_scan_rate"]
+    return None if v is None or v != v else v   # None/NaN: no tumour-free scans
+
+
+def meets_fp_limit(point, max_fp_scan_rate=MAX_FP_SCAN_RATE):
+    """True if the point flags at most ``max_fp_scan_rate`` of tumour-free scans (or has none)."""
+    return _fp(point) is None or _fp(point) <= max_fp_scan_rate
+
+
 def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE):
     """Pick a sweep entry: best Dice among those meeting the FP-scan limit, else fewest FP."""
-    def fp(s):
-        v = s["fp_scan_rate"]
-        return None if v is None or v != v else v   # None/NaN: no tumour-free scans
-
-    ok = [s for s in sweep if fp(s) is None or fp(s) <= max_fp_scan_rate]
+    ok = [s for s in sweep if meets_fp_limit(s, max_fp_scan_rate)]
     if ok:
         return max(ok, key=lambda s: (s["dice_mean"], -s["min_area_fraction"],
                                       -s.get("min_peak_probability", 0.0)))
-    return min(sweep, key=lambda s: (fp(s), -s["dice_mean"]))
+    return min(sweep, key=lambda s: (_fp(s), -s["dice_mean"]))
 
 
 def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
@@ -58,11 +64,10 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
                               min_area_fractions, min_peak_probabilities, progress=progress,
                               batch_size=8, label="validation sweep")
     best = choose(points, max_fp_scan_rate)
-    fp_best = best["fp_scan_rate"]
-    limit_met = fp_best is None or fp_best != fp_best or fp_best <= max_fp_scan_rate
+    limit_met = meets_fp_limit(best, max_fp_scan_rate)
     if not limit_met:
         log(f"no setting keeps tumour-free scans flagged <= {max_fp_scan_rate:.0%}: "
-            f"chose the fewest ({fp_best:.1%})")
+            f"chose the fewest ({best['fp_scan_rate']:.1%})")
     log(f"scored {len(points)} post-processing settings in {time.time() - t0:.0f}s; chosen: "
         f"threshold {best['threshold']} min_area_fraction {best['min_area_fraction']} "
         f"min_peak_probability {best['min_peak_probability']}: dice {best['dice_mean']:.4f} "

@@ -228,6 +228,38 @@ def weights_fingerprint(model):
     return h.hexdigest()[:16]
 
 
+def split_record(cfg, tr, va, ntr, nva):
+    """The run's split.json: seed, families and validation keys (shared by every trainer)."""
+    return {
+        "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+        "train_families": sorted({s.family for s in tr}),
+        "val_families": sorted({s.family for s in va}),
+        "val_keys": [s.key for s in va], "val_negative_keys": [s.key for s in nva],
+        "counts": {"train_scans": len(tr), "val_scans": len(va),
+                   "train_families": len({s.family for s in tr}),
+                   "val_families": len({s.family for s in va}),
+                   "train_negatives": len(ntr), "val_negatives": len(nva)}}
+
+
+def load_split_arrays(cfg, spec, tr, va, ntr, nva, cache):
+    """Decode the split -> (x_train, y_train, x_val, y_val, val_has_tumour). A fixed, seeded
+    subset of tumour-free scans joins the training set; all of the validation ones are kept."""
+    from train.data import load_arrays
+    x_tr, y_tr = load_arrays(tr, spec, cache)
+    x_va, y_va = load_arrays(va, spec, cache)
+    if ntr:
+        xn_tr, yn_tr = load_arrays(ntr, spec, cache)
+        xn_va, yn_va = load_arrays(nva, spec, cache)
+        k = min(len(ntr), int(round(cfg.negatives_per_epoch * len(tr))))
+        pick = np.random.default_rng(cfg.seed).permutation(len(ntr))[:k]
+        x_tr = np.concatenate([x_tr, xn_tr[pick]])
+        y_tr = np.concatenate([y_tr, yn_tr[pick]])
+        x_va = np.concatenate([x_va, xn_va])
+        y_va = np.concatenate([y_va, yn_va])
+    has_tumour = np.arange(len(x_va)) < len(va)
+    return x_tr, y_tr, x_va, y_va, has_tumour
+
+
 LOG_FIELDS = ("epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best")
 
 
@@ -277,7 +309,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     is_chief, task = _task(strategy)
     import keras
 
-    from train.data import default_cache_dir, load_arrays, make_dataset
+    from train.data import default_cache_dir, make_dataset
     from train.losses import get_loss
     from train.models import build_model
 
@@ -316,35 +348,14 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     tr, va, ntr, nva = make_split(cfg, labelled, negatives)
     if not resume:
         _atomic_json(out / "config.json", asdict(cfg))
-        _atomic_json(out / "split.json", {
-            "seed": cfg.seed, "val_fraction": cfg.val_fraction,
-            "train_families": sorted({s.family for s in tr}),
-            "val_families": sorted({s.family for s in va}),
-            "val_keys": [s.key for s in va], "val_negative_keys": [s.key for s in nva],
-            "counts": {"train_scans": len(tr), "val_scans": len(va),
-                       "train_families": len({s.family for s in tr}),
-                       "val_families": len({s.family for s in va}),
-                       "train_negatives": len(ntr), "val_negatives": len(nva)}})
+        _atomic_json(out / "split.json", split_record(cfg, tr, va, ntr, nva))
 
     cache = default_cache_dir()
     t0 = time.time()
     log(f"loading {len(tr) + len(va)} labelled and {len(ntr) + len(nva)} tumour-free scans "
         f"(cached in {cache})")
-    x_tr, y_tr = load_arrays(tr, spec, cache)
-    x_va, y_va = load_arrays(va, spec, cache)
-    if ntr:
-        xn_tr, yn_tr = load_arrays(ntr, spec, cache)
-        xn_va, yn_va = load_arrays(nva, spec, cache)
-        # A fixed, seeded subset of tumour-free scans joins the training set.
-        k = min(len(ntr), int(round(cfg.negatives_per_epoch * len(tr))))
-        pick = np.random.default_rng(cfg.seed).permutation(len(ntr))[:k]
-        x_tr = np.concatenate([x_tr, xn_tr[pick]])
-        y_tr = np.concatenate([y_tr, yn_tr[pick]])
-        x_val = np.concatenate([x_va, xn_va])
-        y_val = np.concatenate([y_va, yn_va])
-    else:
-        x_val, y_val = x_va, y_va
-    has_tumour = np.array([True] * len(va) + [False] * (len(x_val) - len(va)))
+    x_tr, y_tr, x_val, y_val, has_tumour = load_split_arrays(cfg, spec, tr, va, ntr, nva,
+                                                             cache)
     log(f"data ready in {time.time() - t0:.0f}s: {len(x_tr)} training scans, "
         f"{len(x_val)} validation scans ({len(va)} with tumour)")
 
