@@ -91,3 +91,38 @@ def test_fit_to_minutes_shortens_the_schedule_after_the_warm_up(packed):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["epochs"] == 3 and cfg["trained_with"]["epochs_fitted_to_minutes"] == 1e-6
     assert state["epoch"] == 3 and state["finished"]
+
+
+def test_fit_init_from_starts_from_the_given_weights_and_refuses_a_model_that_does_not_fit(
+        packed):
+    import keras
+
+    from train.models import build_model
+    from train.portable import fit
+
+    root, _, lossless, _ = packed
+    keras.utils.set_random_seed(123)
+    start = build_model("resunet", "tiny", input_size=64, dynamic_size=True)
+    start.save(root / "start.keras")
+    run = root / "finetuned"
+    # A learning rate too small to move anything: the kernels are still the given ones.
+    fit(lossless, run, epochs=1, batch_size=8, learning_rate=1e-12, warmup_epochs=0,
+        init_from=root / "start.keras", log=lambda m: None)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["init_from"] == str(root / "start.keras") and cfg["warmup_epochs"] == 0
+    tuned = keras.models.load_model(run / "last.keras", compile=False)
+    kernels = [(a, b) for a, b in zip(start.weights, tuned.weights) if "kernel" in a.path]
+    assert kernels and all(np.allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+                           for a, b in kernels)
+    from train.recipe import training_recipe
+    assert "from " in training_recipe(cfg)
+
+    other = build_model("resunet_se", "tiny", input_size=64, dynamic_size=True)
+    other.save(root / "other.keras")
+    with pytest.raises(ValueError, match="other.keras: its weights do not fit variant"):
+        fit(lossless, root / "refused", epochs=1, batch_size=8,
+            init_from=root / "other.keras", log=lambda m: None)
+    assert not (root / "refused").exists()   # refused before anything was written
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        fit(lossless, root / "refused2", epochs=1, init_from=root / "missing.keras",
+            log=lambda m: None)

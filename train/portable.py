@@ -168,6 +168,22 @@ def _training_model(keras, seg, size, seed):
     return keras.Model(inp, ops.concatenate([prob, aug[..., 1:]], axis=-1))
 
 
+def _load_init(keras, cfg, size):
+    """The model to fine-tune, rebuilt at any input size with the saved weights: the
+    variant's network is built fresh (dynamic size) and the weights copied layer by layer, so a
+    mismatch in architecture fails here with the file's name, not mid-training."""
+    from train.models import build_model
+
+    saved = keras.models.load_model(cfg.init_from, compile=False)
+    seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
+    if [w.shape for w in seg.weights] != [w.shape for w in saved.weights]:
+        raise ValueError(f"{cfg.init_from}: its weights do not fit variant {cfg.variant!r} "
+                         f"preset {cfg.preset!r} ({len(saved.weights)} weights, expected "
+                         f"{len(seg.weights)}); pass the variant it was trained as")
+    seg.set_weights(saved.get_weights())
+    return seg
+
+
 def _packed_loss(loss):
     def packed(_y_true, y_pred):
         return loss(y_pred[..., 1:], y_pred[..., :1])
@@ -175,8 +191,14 @@ def _packed_loss(loss):
 
 
 def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minutes=None,
-        variant=None, fit_to_minutes=None, patience=None, log=print):
+        variant=None, fit_to_minutes=None, patience=None, init_from=None, warmup_epochs=None,
+        log=print):
     """Train (or resume) ``out_dir`` from a pack; returns the state dict.
+
+    ``init_from``: a new run starts from the weights of this .keras model (fine-tuning: a new
+    run folder, a fresh optimizer and schedule; recorded in config.json). It must be the run's
+    variant and preset (the pack's, or ``variant``): its weights are copied into a freshly
+    built network, and a model that does not fit is refused with the file's name.
 
     ``minutes``: stop after the epoch that passes this budget (resume later).
     ``fit_to_minutes``: a new run times its first epoch after the warm-up and shortens
@@ -213,7 +235,15 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
             base["variant"] = variant
         if patience:
             base["patience"] = int(patience)
+        if warmup_epochs is not None:
+            base["warmup_epochs"] = int(warmup_epochs)
+        if init_from:
+            if not Path(init_from).is_file():
+                raise FileNotFoundError(f"{init_from}: --init-from model not found")
+            base["init_from"] = str(init_from)
         cfg = TrainConfig(**base)
+        # A model that does not fit is refused before the run folder is written.
+        seg = _load_init(keras, cfg, size) if cfg.init_from else None
         state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
                  "finished": False}
         out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +254,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     keras.utils.set_random_seed(cfg.seed + state["epoch"])
     if resume:
         seg = keras.models.load_model(out / "last.keras", compile=False)
+    elif seg is not None:
+        log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
     else:
         seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
     model = _training_model(keras, seg, size, cfg.seed)
@@ -299,6 +331,11 @@ def main(argv=None):
                    help="stop after the epoch that passes this wall-clock budget")
     f.add_argument("--fit-to-minutes", type=float, default=None,
                    help="shorten --epochs so the whole schedule ends within this budget")
+    f.add_argument("--init-from", default=None,
+                   help="start a new run from the weights of this .keras model (fine-tuning: "
+                        "fresh optimizer and schedule)")
+    f.add_argument("--warmup-epochs", type=int, default=None,
+                   help="linear warm-up epochs before the cosine (default: the pack's, 2)")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
         if args.quality is not None and not 1 <= args.quality <= 100:
@@ -310,12 +347,20 @@ def main(argv=None):
         pack(cfg, args.out, quality=args.quality,
              log=lambda m: print(f"pack: {m}", file=sys.stderr))
     else:
-        state = fit(args.pack, args.out, epochs=args.epochs, batch_size=args.batch_size,
-                    learning_rate=args.lr, minutes=args.minutes, variant=args.variant,
-                    fit_to_minutes=args.fit_to_minutes, patience=args.patience,
-                    log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
+        try:
+            state = _fit_cli(args)
+        except (FileNotFoundError, ValueError) as e:
+            ap.error(str(e))
         print(json.dumps(state))
     return 0
+
+
+def _fit_cli(args):
+    return fit(args.pack, args.out, epochs=args.epochs, batch_size=args.batch_size,
+               learning_rate=args.lr, minutes=args.minutes, variant=args.variant,
+               fit_to_minutes=args.fit_to_minutes, patience=args.patience,
+               init_from=args.init_from, warmup_epochs=args.warmup_epochs,
+               log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":
