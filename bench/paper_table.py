@@ -270,6 +270,25 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                                                           "ratios": paper_ratios()}}
 
 
+def patient_intervals(run):
+    """95 % intervals of a run's validation Dice and mIoU from a bootstrap over patients:
+    its report's ``by_patient`` when the report has one, else recomputed from the per-scan
+    rows the report saved (``val_scans.csv``) -> dict, or {} when neither exists."""
+    from edge_runtime.evaluate import patient_summary, rows_from_csv
+    rep = run.get("report") if isinstance(run.get("report"), dict) else {}
+    by_patient = (rep.get("summary") or {}).get("by_patient")
+    if not isinstance(by_patient, dict):
+        csv_path = Path(run["path"]) / "val_scans.csv"
+        if not csv_path.is_file():
+            return {}
+        by_patient = patient_summary(rows_from_csv(csv_path.read_text(encoding="utf-8")))
+    boot = by_patient.get("bootstrap") or {}
+    return {"n_patients": by_patient.get("n_patients"),
+            "dice_ci95": boot.get("dice_mean_ci95"),
+            "miou_ci95": boot.get("miou_2class_pooled_ci95"),
+            "patients_dice_below_0_5": by_patient.get("patients_dice_below_0_5")}
+
+
 def variants_summary(runs_list, rows):
     """One line per run: recipe, post-processing chosen on validation, Keras accuracy, and
     the DRQ bundle's size, latency and Dice drop (the row to compare variants on)."""
@@ -290,7 +309,8 @@ def variants_summary(runs_list, rows):
             "fp_scan_rate": keras.get("fp_scan_rate"),
             "drq_size_mb": drq.get("size_mb") if ok else None,
             "drq_ms": drq.get("latency_ms") if ok else None,
-            "drq_dice_drop": drq.get("dice_drop") if ok else None})
+            "drq_dice_drop": drq.get("dice_drop") if ok else None,
+            **patient_intervals(run)})
     return out
 
 
@@ -341,6 +361,12 @@ def _f(v, digits=3):
     return str(v)
 
 
+def _ci(interval):
+    if not interval or any(v is None or not math.isfinite(v) for v in interval):
+        return ""
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def render_markdown(table):
     t = table["threads"]
     lat_cols = [f"ms @{n}T" for n in t]
@@ -377,7 +403,10 @@ def render_markdown(table):
                   "smallest peak probability of a kept region), the Keras model's validation "
                   "numbers (report.json) and its DRQ bundle (size, latency at "
                   f"{t[0]} thread(s), Dice drop measured by the conversion gate). Runs with "
-                  "the same recipe compare architectures; a fine-tuned run had more training.",
+                  "the same recipe compare architectures; a fine-tuned run had more training. "
+                  "In brackets: 95 % intervals from a bootstrap over validation patients "
+                  "(whole patients resampled: their slices are not independent); runs whose "
+                  "intervals overlap this much are not shown to differ.",
                   "",
                   "| run | variant | training | post-processing | val Dice | val mIoU (2-class) "
                   "| FP-scan rate | DRQ MB | DRQ ms | DRQ Dice drop |",
@@ -387,7 +416,8 @@ def render_markdown(table):
                     f"{_f(v.get('min_peak_probability') or 0.0, 2)}"
                     if v.get("threshold") is not None else "-")
             lines.append(f"| {v['run']} | {_f(v.get('variant'))} | {v['training']} | {post} | "
-                         f"{_f(v.get('dice'))} | {_f(v.get('miou_2class'))} | "
+                         f"{_f(v.get('dice'))}{_ci(v.get('dice_ci95'))} | "
+                         f"{_f(v.get('miou_2class'))}{_ci(v.get('miou_ci95'))} | "
                          f"{_f(v.get('fp_scan_rate'))} | {_f(v.get('drq_size_mb'), 2)} | "
                          f"{_f(v.get('drq_ms'), 1)} | {_f(v.get('drq_dice_drop'), 4)} |")
     if table.get("breakdown"):

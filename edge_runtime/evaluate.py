@@ -68,7 +68,15 @@ DEFINITIONS = {
     "missed_scans": "scans with a tumour where nothing was predicted",
     "fp_scan_rate": "tumour-free scans: share with any predicted tumour (after postprocessing)",
     "pred_fraction_mean": "tumour-free scans: mean share of the image predicted as tumour",
+    "fp_scan_rate_ci95": "Wilson 95 % interval of fp_scan_rate (each scan one trial)",
+    "by_patient": "scans with a tumour grouped by patient family: each patient's mean Dice, "
+                  "and 95 % intervals of dice_mean and miou_2class_pooled from a bootstrap "
+                  "that resamples whole patients (their scans are not independent)",
 }
+
+# Patient-level bootstrap: resamples and seed (fixed, so a summary is reproducible).
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 
 # The headline numbers repeated at the top level of the summary (from the "tumour" group).
 HEADLINE = ("dice_mean", "iou_mean", "dice_pooled", "iou_pooled", "miou_2class_pooled",
@@ -353,8 +361,64 @@ def tumour_free_summary(rows):
         "n": n,
         "fp_scans": fp_scans,
         "fp_scan_rate": fp_scans / n if n else math.nan,
+        "fp_scan_rate_ci95": wilson_interval(fp_scans, n),
         "pred_fraction_mean": _mean(r["pred_px"] / (r["height"] * r["width"]) for r in rows),
     }
+
+
+def wilson_interval(k, n, z=1.959964):
+    """95 % Wilson score interval of k successes in n trials -> [low, high] (NaN if n = 0)."""
+    if n <= 0:
+        return [math.nan, math.nan]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def patient_summary(rows, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
+    """Scans with a tumour (status ok) grouped by patient family -> dict.
+
+    Slices of one patient are alike, so a scan-level interval would be too narrow: the 95 %
+    intervals here come from a bootstrap that draws whole patients with replacement
+    (``resamples`` draws, fixed ``seed``) and recomputes the mean per-scan Dice and the pooled
+    2-class mIoU of each draw (2.5th and 97.5th percentiles). Also each patient's mean Dice
+    (``patients``, worst first) and how many patients average below 0.5.
+    """
+    groups = {}
+    for r in rows:
+        if r.get("status") == "ok" and r.get("has_tumour"):
+            groups.setdefault(str(r.get("family") or r.get("key")), []).append(r)
+    patients = sorted(
+        ({"family": fam, "label_name": rs[0].get("label_name") or "", "n": len(rs),
+          "dice_mean": float(np.mean([r["dice"] for r in rs]))} for fam, rs in groups.items()),
+        key=lambda d: (d["dice_mean"], d["family"]))
+    out = {"n_patients": len(patients),
+           "dice_mean_of_patients": _mean(d["dice_mean"] for d in patients),
+           "dice_median_of_patients": _median([d["dice_mean"] for d in patients]),
+           "patients_dice_below_0_5": sum(1 for d in patients if d["dice_mean"] < 0.5),
+           "bootstrap": {"resamples": int(resamples), "seed": int(seed),
+                         "dice_mean_ci95": [math.nan, math.nan],
+                         "miou_2class_pooled_ci95": [math.nan, math.nan]},
+           "patients": patients}
+    if len(groups) < 2 or resamples < 1:
+        return out
+    fams = list(groups)
+    dice_sum = np.array([sum(r["dice"] for r in groups[f]) for f in fams], np.float64)
+    n = np.array([len(groups[f]) for f in fams], np.float64)
+    conf = np.array([[sum(int(r[k]) for r in groups[f]) for k in ("tp", "fp", "fn", "tn")]
+                     for f in fams], np.float64)
+    draw = np.random.default_rng(seed).integers(0, len(fams), size=(int(resamples), len(fams)))
+    dice_means = dice_sum[draw].sum(1) / n[draw].sum(1)
+    tp, fp, fn, tn = (conf[:, i][draw].sum(1) for i in range(4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tumour_iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 1.0)
+        background_iou = np.where(tn + fp + fn > 0, tn / (tn + fp + fn), 1.0)
+    mious = (tumour_iou + background_iou) / 2
+    out["bootstrap"]["dice_mean_ci95"] = [float(v) for v in np.percentile(dice_means, [2.5, 97.5])]
+    out["bootstrap"]["miou_2class_pooled_ci95"] = [float(v) for v in
+                                                   np.percentile(mious, [2.5, 97.5])]
+    return out
 
 
 def summarise(rows):
@@ -362,8 +426,9 @@ def summarise(rows):
 
     Keys: n_scans, n_scored, n_failed, n_tumour, n_tumour_free; the HEADLINE numbers (over
     scans with a tumour mask, the paper's setting); "tumour" (same, in full), "by_class"
-    ({label_name: group}), "tumour_free" (fp_scan_rate ...), "all" (every scored scan,
-    tumour-free ones included), "definitions".
+    ({label_name: group}), "by_patient" (``patient_summary``: per-patient Dice and 95 %
+    intervals from a patient-level bootstrap), "tumour_free" (fp_scan_rate and its interval
+    ...), "all" (every scored scan, tumour-free ones included), "definitions".
     """
     ok = [r for r in rows if r["status"] == "ok"]
     tumour = [r for r in ok if r["has_tumour"]]
@@ -384,6 +449,7 @@ def summarise(rows):
     summary.update({
         "tumour": tumour_group,
         "by_class": {name: group_summary(rs) for name, rs in sorted(by_class.items())},
+        "by_patient": patient_summary(tumour),
         "tumour_free": tumour_free_summary(free),
         "all": group_summary(ok),
         "definitions": DEFINITIONS,
@@ -472,6 +538,32 @@ def rows_to_csv(rows, fields=ROW_FIELDS):
     for r in rows:
         writer.writerow({k: _csv_value(r.get(k)) for k in fields})
     return buf.getvalue()
+
+
+_INT_FIELDS = ("height", "width", "truth_px", "pred_px", "tp", "fp", "fn", "tn")
+_FLOAT_FIELDS = ("dice", "iou", "precision", "recall", "miou_2class", "hd95_px", "hd95_mm",
+                 "max_probability")
+_BOOL_FIELDS = ("has_tumour", "any_tumour_predicted")
+
+
+def rows_from_csv(text):
+    """Rows written by ``rows_to_csv`` -> list of dicts with their types back (an empty float
+    cell is NaN, an empty int cell None), so ``summarise`` and ``patient_summary`` can be
+    recomputed from a saved ``*_scans.csv``."""
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        r = dict(raw)
+        for k in _INT_FIELDS:
+            if k in r:
+                r[k] = int(r[k]) if r[k] not in ("", None) else None
+        for k in _FLOAT_FIELDS:
+            if k in r:
+                r[k] = float(r[k]) if r[k] not in ("", None) else math.nan
+        for k in _BOOL_FIELDS:
+            if k in r:
+                r[k] = r[k] == "True"
+        rows.append(r)
+    return rows
 
 
 def to_json(obj):

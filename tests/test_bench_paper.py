@@ -27,6 +27,11 @@ def runs_dir(tmp_path, tiny_tflite_bytes):
                                   "meningioma": {"n": 1, "dice_mean": 0.9}},
                      "tumour_free": {"n": 8, "fp_scans": 2, "fp_scan_rate": 0.25}}}))
     (run / "best.keras").write_bytes(b"k" * 1000)
+    from edge_runtime.evaluate import rows_to_csv
+    scans = [{"key": f"{fam}{i}", "family": fam, "label_name": "glioma", "has_tumour": True,
+              "status": "ok", "dice": d, "tp": 10, "fp": 2, "fn": 3, "tn": 85}
+             for fam, d in (("p1", 0.9), ("p2", 0.5), ("p3", 0.7)) for i in range(2)]
+    (run / "val_scans.csv").write_text(rows_to_csv(scans))
     for fmt in ("fp32", "drq"):
         manifest = make_manifest(
             f"r16_{fmt}", fmt, Preprocessing(input_size=64), variant="resunet_ag",
@@ -68,9 +73,12 @@ def test_paper_table_end_to_end(runs_dir, tmp_path):
     # the variants side by side: recipe, post-processing chosen on validation, DRQ drop
     line = next(x for x in md.splitlines() if x.startswith("| r16 | resunet_ag | 22 epochs"))
     assert "128-px patches, lr 0.002" in line and "0.50 / 0.0010 / 0.90" in line
-    assert "| 0.700 |" in line and line.rstrip(" |").endswith("0.0100")
+    assert "| 0.700 [0.500, 0.900] |" in line and line.rstrip(" |").endswith("0.0100")
     table = json.loads((out / "paper_table.json").read_text())
     assert table["variants"][0]["drq_dice_drop"] == 0.01
+    # the interval over the 3 patients of val_scans.csv (whole patients resampled)
+    assert table["variants"][0]["n_patients"] == 3
+    assert table["variants"][0]["dice_ci95"] == pytest.approx([0.5, 0.9])
 
 
 def test_paper_table_with_nothing(tmp_path):

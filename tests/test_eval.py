@@ -243,3 +243,56 @@ def test_nan_free_json(dataset):
     text = to_json(res.summary)
     assert "NaN" not in text and "Infinity" not in text
     assert math.isnan(res.summary["tumour_free"]["fp_scan_rate"])
+
+
+def _row(family, dice, key, tp=10, fp=0, fn=0, tn=90, label="glioma"):
+    return {"key": key, "family": family, "label_name": label, "status": "ok",
+            "has_tumour": True, "dice": dice, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def test_wilson_interval_known_values():
+    from edge_runtime.evaluate import wilson_interval
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)   # the textbook value
+    low, high = wilson_interval(6, 282)
+    assert low < 6 / 282 < high and high < 0.05
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_patient_summary_groups_by_family_and_resamples_whole_patients():
+    from edge_runtime.evaluate import patient_summary
+    # One patient with ten perfect slices, one with a single missed slice: the scan mean is
+    # 10/11, but with only two patients nothing is known within [0, 1] -- a scan-level
+    # bootstrap would call 10/11 precise.
+    rows = [_row("A", 1.0, f"a{i}") for i in range(10)] + [_row("B", 0.0, "b0", tp=0, fn=10)]
+    out = patient_summary(rows, resamples=500, seed=1)
+    assert out["n_patients"] == 2 and out["patients_dice_below_0_5"] == 1
+    assert [p["family"] for p in out["patients"]] == ["B", "A"]   # worst first
+    assert out["dice_mean_of_patients"] == pytest.approx(0.5)
+    low, high = out["bootstrap"]["dice_mean_ci95"]
+    assert low == pytest.approx(0.0) and high == pytest.approx(1.0)
+    # Identical patients: the interval collapses onto the value.
+    same = [_row(f, 0.8, f + str(i), fp=5, tn=85) for f in "ABCD" for i in range(3)]
+    low, high = patient_summary(same)["bootstrap"]["dice_mean_ci95"]
+    assert low == pytest.approx(0.8) and high == pytest.approx(0.8)
+    miou = patient_summary(same)["bootstrap"]["miou_2class_pooled_ci95"]
+    assert miou == pytest.approx([(10 / 15 + 85 / 90) / 2] * 2)   # tumour IoU, background IoU
+    # Reproducible: a fixed seed gives the same interval.
+    assert patient_summary(rows) == patient_summary(rows)
+    # Failed and tumour-free rows are not patients here.
+    extra = rows + [dict(_row("C", 0.0, "c"), status="failed"),
+                    dict(_row("D", 0.0, "d"), has_tumour=False)]
+    assert patient_summary(extra)["n_patients"] == 2
+
+
+def test_summary_from_saved_csv_equals_the_original(dataset, tmp_path):
+    from edge_runtime.evaluate import rows_from_csv, summarise
+    result = evaluate(_samples(*dataset), identity_predict, Preprocessing(input_size=S))
+    csv_path, _ = write_results(result, tmp_path)
+    again = summarise(rows_from_csv(csv_path.read_text()))
+    for k in ("dice_mean", "miou_2class_pooled", "fp_scan_rate", "n_tumour", "n_failed"):
+        assert again[k] == pytest.approx(result.summary[k], abs=1e-5)
+    assert again["by_patient"]["n_patients"] == result.summary["by_patient"]["n_patients"] > 0
+    assert result.summary["tumour_free"]["fp_scan_rate_ci95"][0] <= \
+        result.summary["tumour_free"]["fp_scan_rate"] <= \
+        result.summary["tumour_free"]["fp_scan_rate_ci95"][1]

@@ -48,6 +48,13 @@ def summary_lines(summary):
             f"2-class mIoU {_pct(s['miou_2class_pooled'])} (pooled, Keras MeanIoU); "
             f"precision {_pct(s['precision_pooled'])}, recall {_pct(s['recall_pooled'])}; "
             f"HD95 median {_pct(s['hd95_px_median'])} px")
+        bp = s.get("by_patient") or {}
+        if bp.get("n_patients"):
+            d_lo, d_hi = bp["bootstrap"]["dice_mean_ci95"]
+            m_lo, m_hi = bp["bootstrap"]["miou_2class_pooled_ci95"]
+            lines.append(f"  {bp['n_patients']} patients: 95 % interval (patient bootstrap) "
+                         f"Dice {_pct(d_lo)}-{_pct(d_hi)}, mIoU {_pct(m_lo)}-{_pct(m_hi)}; "
+                         f"{bp['patients_dice_below_0_5']} patients below Dice 0.5")
         for name, g in s["by_class"].items():
             lines.append(f"  {name:<12} n={g['n']:<5} Dice {_pct(g['dice_mean'])}  "
                          f"IoU {_pct(g['iou_mean'])}  mIoU {_pct(g['miou_2class_pooled'])}  "
@@ -55,7 +62,8 @@ def summary_lines(summary):
     tf = s["tumour_free"]
     if tf["n"]:
         lines.append(f"tumour-free scans: {tf['fp_scans']}/{tf['n']} with a predicted tumour "
-                     f"(false-positive scan rate {_pct(tf['fp_scan_rate'])})")
+                     f"(false-positive scan rate {_pct(tf['fp_scan_rate'])}, 95 % interval "
+                     f"{_pct(tf['fp_scan_rate_ci95'][0])}-{_pct(tf['fp_scan_rate_ci95'][1])})")
     return lines
 
 
