@@ -68,7 +68,8 @@ DEFINITIONS = {
     "missed_scans": "scans with a tumour where nothing was predicted",
     "fp_scan_rate": "tumour-free scans: share with any predicted tumour (after postprocessing)",
     "pred_fraction_mean": "tumour-free scans: mean share of the image predicted as tumour",
-    "fp_scan_rate_ci95": "Wilson 95 % interval of fp_scan_rate (each scan one trial)",
+    "fp_scan_rate_ci95": "Wilson 95 % interval of fp_scan_rate (each scan one trial; too narrow if "
+                         "several scans come from one patient)",
     "by_patient": "scans with a tumour grouped by patient family: each patient's mean Dice, "
                   "and 95 % intervals of dice_mean and miou_2class_pooled from a bootstrap "
                   "that resamples whole patients (their scans are not independent)",
