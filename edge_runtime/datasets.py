@@ -1,11 +1,14 @@
 """Finding labelled and tumour-free scans on disk, and splitting them by patient family.
 
-Three layouts are understood (``discover``):
+Four layouts are understood (``discover``):
 
 - **figshare**: ``metadata.csv`` with columns ``image``, ``mask``, ``label``, ``label_name``,
   ``pid``, ``pid_family`` (paths relative to the folder), as in ``../shared/data/figshare``.
 - **images/ + masks/**: files matched by stem (``images/a.png`` <-> ``masks/a.png``); each
-  scan is its own patient family unless a ``metadata.csv`` says otherwise.
+  scan is its own patient family.
+- **scans with a truth/ (or masks/) subfolder**: the image files directly in the folder, each
+  matched by stem to its mask in the subfolder, as in ``examples/`` (``glioma_718.png`` <->
+  ``truth/glioma_718.png``). Without this, the masks would be read as tumour-free scans.
 - **a folder of scans without a tumour**: every image file in it (recursively), with an
   empty mask as the right answer.
 """
@@ -52,15 +55,21 @@ def read_figshare(root):
     return samples
 
 
-def read_image_mask_folders(root):
+TRUTH_FOLDERS = ("truth", "masks")
+
+
+def read_image_mask_folders(root, images="images", masks="masks"):
+    """Images in ``root/images`` matched by stem to masks in ``root/masks`` (other folder
+    names can be given: ``images="."`` reads the image files directly in ``root``)."""
     root = Path(root)
-    masks = {p.stem: p for p in sorted((root / "masks").iterdir()) if _is_image(p)}
+    mask_dir = root / masks
+    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if _is_image(p)}
     samples = []
-    for img in sorted((root / "images").iterdir()):
+    for img in sorted((root / images).iterdir()):
         if not _is_image(img):
             continue
         if img.stem not in masks:
-            raise ValueError(f"{img}: no mask with the same stem in {root / 'masks'}")
+            raise ValueError(f"{img}: no mask with the same stem in {mask_dir}")
         samples.append(Sample(key=img.stem, image=img, mask=masks[img.stem],
                               label_name="tumour", patient=img.stem, family=img.stem))
     return samples
@@ -73,7 +82,7 @@ def read_negatives(root):
 
 
 def discover(root):
-    """Return (layout name, samples) for a folder in one of the three layouts."""
+    """Return (layout name, samples) for a folder in one of the four layouts."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
@@ -81,6 +90,11 @@ def discover(root):
         return "figshare", read_figshare(root)
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "images+masks", read_image_mask_folders(root)
+    for sub in TRUTH_FOLDERS:
+        if (root / sub).is_dir() and any(_is_image(p) for p in (root / sub).iterdir()):
+            if not any(_is_image(p) for p in root.iterdir()):
+                raise ValueError(f"{root}: masks in {sub}/ but no scans next to it")
+            return f"scans+{sub}", read_image_mask_folders(root, images=".", masks=sub)
     samples = read_negatives(root)
     if not samples:
         raise ValueError(f"{root}: no images found (expected metadata.csv, images/+masks/, "

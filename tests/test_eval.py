@@ -296,3 +296,37 @@ def test_summary_from_saved_csv_equals_the_original(dataset, tmp_path):
     assert result.summary["tumour_free"]["fp_scan_rate_ci95"][0] <= \
         result.summary["tumour_free"]["fp_scan_rate"] <= \
         result.summary["tumour_free"]["fp_scan_rate_ci95"][1]
+
+
+def test_discover_reads_scans_with_a_truth_subfolder_as_labelled(tmp_path):
+    # The layout of examples/: scans side by side, their expert masks in truth/. Read as a
+    # folder of tumour-free scans, the masks themselves would count as scans.
+    root = tmp_path / "ex"
+    (root / "truth").mkdir(parents=True)
+    for name in ("a", "b"):
+        _save(root / f"{name}.png", _square(10, 30, 10, 30) // 255 * 200)
+        _save(root / "truth" / f"{name}.png", _square(10, 30, 10, 30))
+    layout, samples = discover(root)
+    assert layout == "scans+truth"
+    assert [(s.key, s.has_tumour) for s in samples] == [("a", True), ("b", True)]
+    assert samples[0].mask == root / "truth" / "a.png"
+    _save(root / "c.png", _square(0, 5, 0, 5) // 255 * 200)                   # a scan without truth
+    with pytest.raises(ValueError, match=r"c\.png: no mask with the same stem in .*truth"):
+        discover(root)
+    only = tmp_path / "only"
+    (only / "truth").mkdir(parents=True)
+    _save(only / "truth" / "a.png", _square(10, 30, 10, 30))
+    with pytest.raises(ValueError, match="masks in truth/ but no scans next to it"):
+        discover(only)
+
+
+def test_cli_eval_on_the_shipped_examples_scores_them_against_their_truth():
+    from edge_runtime.cli import main
+    root = Path(__file__).resolve().parents[1]
+    bundle = root / "edge_runtime" / "models" / "default.zip"
+    out = CliRunner().invoke(main, ["eval", str(bundle), "--data", str(root / "examples"),
+                                    "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["n_tumour"] == 3 and summary["n_tumour_free"] == 0
+    assert summary["dice_mean"] > 0.6                     # as tests/test_shipped.py demands

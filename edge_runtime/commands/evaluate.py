@@ -71,7 +71,8 @@ def summary_lines(summary):
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
 @click.option("--data", "data_dirs", multiple=True, type=click.Path(path_type=Path),
               help="Scans to score (repeatable): a figshare folder (metadata.csv), "
-                   "images/ + masks/, or a folder of tumour-free scans.")
+                   "images/ + masks/, scans with a truth/ (or masks/) subfolder such as "
+                   "examples/, or a folder of tumour-free scans.")
 @click.option("--split", type=click.Choice(["val"]), default=None,
               help="Score only a training run's validation split (needs --run).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path),
