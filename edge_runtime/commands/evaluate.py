@@ -54,7 +54,7 @@ def summary_lines(summary):
             m_lo, m_hi = bp["bootstrap"]["miou_2class_pooled_ci95"]
             lines.append(f"  {bp['n_patients']} patients: 95 % interval (patient bootstrap) "
                          f"Dice {_pct(d_lo)}-{_pct(d_hi)}, mIoU {_pct(m_lo)}-{_pct(m_hi)}; "
-                         f"{bp['patients_dice_below_0_5']} patients below Dice 0.5")
+                         f"{bp['patients_dice_below_0_5']} of them average below Dice 0.5")
         for name, g in s["by_class"].items():
             lines.append(f"  {name:<12} n={g['n']:<5} Dice {_pct(g['dice_mean'])}  "
                          f"IoU {_pct(g['iou_mean'])}  mIoU {_pct(g['miou_2class_pooled'])}  "
