@@ -1,0 +1,55 @@
+"""``python -m bench.inference_tricks``: flip TTA and thresholds, measured on a bundle."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import inference_tricks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flip_tta_averages_the_prediction_with_its_mirror_flipped_back():
+    def lopsided(batch):           # not mirror-symmetric: the left half counts double
+        out = batch.copy()
+        out[:, :, : batch.shape[2] // 2] *= 2
+        return out
+    x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    got = inference_tricks.flip_tta(lopsided)(x)
+    want = (lopsided(x) + lopsided(x[:, :, ::-1])[:, :, ::-1]) / 2
+    np.testing.assert_allclose(got, want)
+    assert not np.allclose(got, lopsided(x))
+
+
+def test_inference_tricks_on_the_shipped_examples(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = inference_tricks.main([str(ROOT / "edge_runtime" / "models" / "default.zip"),
+                                "--data", str(ROOT / "examples"), "--out", str(out),
+                                "--thresholds", "0.4,0.6"])
+    assert rc == 0
+    result = json.loads((out / "inference_tricks.json").read_text())
+    modes = [(p["mode"], p["threshold"]) for p in result["points"]]
+    # the bundle's own threshold (0.5) is always measured: it is the baseline
+    assert modes == [(m, t) for m in ("as shipped", "flip TTA") for t in (0.4, 0.5, 0.6)]
+    base = result["points"][1]
+    assert base["dice_mean_change"] == 0.0 and base["dice_mean"] > 0.6
+    tta = result["points"][4]
+    assert tta["dice_mean"] != base["dice_mean"]          # the mirror pass really ran
+    md = (out / "inference_tricks.md").read_text()
+    assert "| flip TTA | 0.50 |" in md and "examples" in md
+
+
+def test_inference_tricks_bad_arguments_are_one_line(tmp_path, capsys):
+    bundle = str(ROOT / "edge_runtime" / "models" / "default.zip")
+    with pytest.raises(SystemExit) as e:
+        inference_tricks.main([bundle, "--data", "examples", "--thresholds", "0.5,2"])
+    assert e.value.code == 2 and "--thresholds must be numbers in (0, 1)" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        inference_tricks.main([bundle])
+    assert "give --run RUN" in capsys.readouterr().err
+    assert inference_tricks.main([str(tmp_path / "nope.zip"), "--data", "examples"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("inference_tricks: ") and "nope.zip" in err and "\n" not in err
