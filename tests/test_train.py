@@ -177,6 +177,15 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
     assert saved["min_peak_probability"] == rep["min_peak_probability"]
     assert saved["fp_limit_met"] is True   # no tumour-free scans here: nothing to exceed
     assert saved["summary"]["by_class"] and (run / "val_scans.csv").is_file()
+    assert saved["summary"]["by_patient"]["n_patients"] >= 1
+    # The command prints the same, with the interval over validation patients.
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main as cli_main
+    out = CliRunner().invoke(cli_main, ["train", "--out", str(run), "--report"])
+    assert out.exit_code == 0, out.output
+    assert f"Dice {json.loads((run / 'report.json').read_text())['dice_mean']:.4f}" in \
+        out.output and "95 % over patients" in out.output
 
     # Fine-tuning starts from the given weights: with a vanishing learning rate the first
     # epoch scores what the source model scored (a fresh model would score near 0).

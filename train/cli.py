@@ -101,7 +101,12 @@ def _report(out_dir):
         rep = final_report(out_dir, progress=True, log=lambda m: click.echo(m, err=True))
     except EdgeSegError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"report: {Path(out_dir) / 'report.json'}: Dice {rep['dice_mean']:.4f}, "
+    ci = (((rep.get("summary") or {}).get("by_patient") or {}).get("bootstrap") or {}).get(
+        "dice_mean_ci95") or []
+    interval = (f" [95 % over patients {ci[0]:.3f}-{ci[1]:.3f}]"
+                if len(ci) == 2 and None not in ci and all(v == v for v in ci) else "")
+    click.echo(f"report: {Path(out_dir) / 'report.json'}: Dice {rep['dice_mean']:.4f}"
+               f"{interval}, "
                f"2-class mIoU (pooled) {rep['miou_2class_pooled']:.4f}, tumour-free scans "
                f"flagged {rep['fp_scan_rate']:.3f} (threshold {rep['threshold']}, "
                f"min_area_fraction {rep['min_area_fraction']}, min_peak_probability "
