@@ -106,7 +106,8 @@ def main(argv=None):
     from edge_runtime.bundle import load_bundle
     from edge_runtime.datasets import discover
     from edge_runtime.errors import EdgeSegError
-    from edge_runtime.evaluate import _atomic_write_text, run_validation_samples, to_json
+    from edge_runtime.evaluate import run_validation_samples, to_json
+    from edge_runtime.outputs import atomic_write_bytes
 
     try:
         thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
@@ -120,7 +121,7 @@ def main(argv=None):
     try:
         bundle = load_bundle(args.bundle)
         if args.run:
-            samples, info = run_validation_samples(args.run, args.data or None)
+            samples, _ = run_validation_samples(args.run, args.data or None)
             source = f"the validation split of {Path(args.run).name} ({len(samples)} scans)"
         else:
             samples = [s for d in args.data for s in discover(d)[1]]
@@ -132,8 +133,9 @@ def main(argv=None):
                      log=lambda m: print(f"inference_tricks: {m}", file=sys.stderr))
     result["scans"] = source
     out = Path(args.out)
-    _atomic_write_text(out / "inference_tricks.json", to_json(result))
-    _atomic_write_text(out / "inference_tricks.md", render_markdown(result, source))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "inference_tricks.json", to_json(result).encode())
+    atomic_write_bytes(out / "inference_tricks.md", render_markdown(result, source).encode())
     print(json.dumps({"written": [str(out / "inference_tricks.md"),
                                   str(out / "inference_tricks.json")]}))
     return 0

@@ -63,14 +63,14 @@ def read_image_mask_folders(root, images="images", masks="masks"):
     names can be given: ``images="."`` reads the image files directly in ``root``)."""
     root = Path(root)
     mask_dir = root / masks
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if _is_image(p)}
+    mask_of = {p.stem: p for p in sorted(mask_dir.iterdir()) if _is_image(p)}
     samples = []
     for img in sorted((root / images).iterdir()):
         if not _is_image(img):
             continue
-        if img.stem not in masks:
+        if img.stem not in mask_of:
             raise ValueError(f"{img}: no mask with the same stem in {mask_dir}")
-        samples.append(Sample(key=img.stem, image=img, mask=masks[img.stem],
+        samples.append(Sample(key=img.stem, image=img, mask=mask_of[img.stem],
                               label_name="tumour", patient=img.stem, family=img.stem))
     return samples
 

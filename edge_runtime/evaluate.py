@@ -411,11 +411,7 @@ def patient_summary(rows, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
                      for f in fams], np.float64)
     draw = np.random.default_rng(seed).integers(0, len(fams), size=(int(resamples), len(fams)))
     dice_means = dice_sum[draw].sum(1) / n[draw].sum(1)
-    tp, fp, fn, tn = (conf[:, i][draw].sum(1) for i in range(4))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tumour_iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 1.0)
-        background_iou = np.where(tn + fp + fn > 0, tn / (tn + fp + fn), 1.0)
-    mious = (tumour_iou + background_iou) / 2
+    mious = [metrics.mean_iou_2class(*counts) for counts in conf[draw].sum(1)]
     out["bootstrap"]["dice_mean_ci95"] = [float(v) for v in np.percentile(dice_means, [2.5, 97.5])]
     out["bootstrap"]["miou_2class_pooled_ci95"] = [float(v) for v in
                                                    np.percentile(mious, [2.5, 97.5])]

@@ -1,5 +1,7 @@
 """``edge-seg train``: a thin shell over ``train.trainer.train``."""
 
+import math
+
 import click
 
 from edge_runtime.errors import EdgeSegError
@@ -104,7 +106,7 @@ def _report(out_dir):
     ci = (((rep.get("summary") or {}).get("by_patient") or {}).get("bootstrap") or {}).get(
         "dice_mean_ci95") or []
     interval = (f" [95 % over patients {ci[0]:.3f}-{ci[1]:.3f}]"
-                if len(ci) == 2 and None not in ci and all(v == v for v in ci) else "")
+                if len(ci) == 2 and all(v is not None and math.isfinite(v) for v in ci) else "")
     click.echo(f"report: {Path(out_dir) / 'report.json'}: Dice {rep['dice_mean']:.4f}"
                f"{interval}, "
                f"2-class mIoU (pooled) {rep['miou_2class_pooled']:.4f}, tumour-free scans "
