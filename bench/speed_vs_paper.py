@@ -40,6 +40,18 @@ def build_reference(work, seed=0):
     return write_bundle(path, blob, manifest, card)
 
 
+def shown_path(path):
+    """A path as a reader can retype it: relative to the current folder when inside it, else
+    with the home folder as ``~`` (no machine-specific prefix in a committed results file)."""
+    p = Path(path).resolve()
+    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        try:
+            return prefix + str(p.relative_to(base))
+        except ValueError:
+            continue
+    return str(p)
+
+
 def main(argv=None):
     from edge_runtime.benchmark import format_table, run_benchmark
     from edge_runtime.bundle import default_bundle_path
@@ -79,7 +91,8 @@ def main(argv=None):
     lines = ["# The shipped model vs a paper-size Res-UNet+AG (DRQ), one run", "",
              "Command: `python -m bench.speed_vs_paper " + " ".join(argv or sys.argv[1:]) + "`",
              "", "The same measurement by hand (both models timed in turns in one run): "
-             f"`edge-seg bench {edge} {ref} --threads {a.threads} --runs {a.runs} "
+             f"`edge-seg bench {shown_path(edge)} {shown_path(ref)} --threads {a.threads} "
+             f"--runs {a.runs} "
              f"--warmup {a.warmup}" + (f" --image {image}`" if image else "`"), "",
              "| threads | edge p50 ms | paper-size p50 ms | speed-up | edge MB | paper MB | "
              "size ratio |", "|---|---|---|---|---|---|---|"]

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +101,7 @@ def test_speed_vs_paper_times_both_models_in_one_run(tiny_bundle, tmp_path, monk
     shutil.copy(tiny_bundle, ref)                  # stands in for the paper-size model
     monkeypatch.setattr(speed_vs_paper, "build_reference", lambda work: ref)
     out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
     rc = speed_vs_paper.main(["--bundle", str(tiny_bundle), "--threads", "1", "--runs", "2",
                               "--warmup", "0", "--image", "", "--out", str(out)])
     assert rc == 0
@@ -108,7 +110,11 @@ def test_speed_vs_paper_times_both_models_in_one_run(tiny_bundle, tmp_path, monk
     assert r["threads"] == 1 and r["edge_ms_p50"] > 0 and r["paper_ms_p50"] > 0
     assert r["speedup"] == pytest.approx(r["paper_ms_p50"] / r["edge_ms_p50"])
     md = (out / "speed_vs_paper.md").read_text()
-    assert f"edge-seg bench {tiny_bundle} {ref}" in md and "| 1 |" in md
+    # The command to retype names the models relative to where it was run, not by a
+    # machine-specific absolute path.
+    shown = speed_vs_paper.shown_path(tiny_bundle)
+    assert f"edge-seg bench {shown} ref.zip --threads 1" in md and "| 1 |" in md
+    assert speed_vs_paper.shown_path(Path.home() / "x" / "y.zip") == "~/x/y.zip"
 
 
 def test_training_recipe_says_how_and_how_far_a_run_was_trained():
