@@ -330,3 +330,15 @@ def test_cli_eval_on_the_shipped_examples_scores_them_against_their_truth():
     summary = json.loads(out.stdout)
     assert summary["n_tumour"] == 3 and summary["n_tumour_free"] == 0
     assert summary["dice_mean"] > 0.6                     # as tests/test_shipped.py demands
+
+
+def test_eval_summary_lines_say_how_many_tumours_were_missed():
+    from edge_runtime.commands.evaluate import summary_lines
+    from edge_runtime.evaluate import summarise
+    rows = [dict(_row("A", 0.8, "a0", tp=8, fp=2, fn=2, tn=88), truth_px=10, pred_px=10,
+                 iou=0.67, precision=0.8, recall=0.8, hd95_px=1.0, hd95_mm=math.nan),
+            dict(_row("B", 0.0, "b0", tp=0, fp=0, fn=10, tn=90), truth_px=10, pred_px=0,
+                 iou=0.0, precision=math.nan, recall=0.0, hd95_px=math.nan, hd95_mm=math.nan)]
+    text = "\n".join(summary_lines(summarise(rows)))
+    assert "tumour missed (nothing predicted): 1 of 2 scans" in text
+    assert "glioma       n=2     Dice 0.4000" in text and "missed 1" in text

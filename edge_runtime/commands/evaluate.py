@@ -48,6 +48,8 @@ def summary_lines(summary):
             f"2-class mIoU {_pct(s['miou_2class_pooled'])} (pooled, Keras MeanIoU); "
             f"precision {_pct(s['precision_pooled'])}, recall {_pct(s['recall_pooled'])}; "
             f"HD95 median {_pct(s['hd95_px_median'])} px")
+        lines.append(f"  tumour missed (nothing predicted): {s['tumour']['missed_scans']} of "
+                     f"{s['n_tumour']} scans")
         bp = s.get("by_patient") or {}
         if bp.get("n_patients"):
             d_lo, d_hi = bp["bootstrap"]["dice_mean_ci95"]
@@ -58,7 +60,7 @@ def summary_lines(summary):
         for name, g in s["by_class"].items():
             lines.append(f"  {name:<12} n={g['n']:<5} Dice {_pct(g['dice_mean'])}  "
                          f"IoU {_pct(g['iou_mean'])}  mIoU {_pct(g['miou_2class_pooled'])}  "
-                         f"HD95 {_pct(g['hd95_px_median'])} px")
+                         f"HD95 {_pct(g['hd95_px_median'])} px  missed {g['missed_scans']}")
     tf = s["tumour_free"]
     if tf["n"]:
         lines.append(f"tumour-free scans: {tf['fp_scans']}/{tf['n']} with a predicted tumour "
