@@ -27,8 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-RESAMPLES = 2000
-SEED = 0
+from edge_runtime import metrics
+from edge_runtime.evaluate import (BOOTSTRAP_RESAMPLES as RESAMPLES, BOOTSTRAP_SEED as SEED,
+                                   family_of, family_totals, patient_draws, rows_from_csv,
+                                   to_json)
+from edge_runtime.outputs import atomic_write_bytes
+
 PATIENT_CHANGE = 0.01
 
 
@@ -38,8 +42,6 @@ class CompareError(Exception):
 
 def load_rows(path):
     """Run folder or scans CSV -> (label, rows)."""
-    from edge_runtime.evaluate import rows_from_csv
-
     p = Path(path)
     csv_path = p / "val_scans.csv" if p.is_dir() else p
     if not csv_path.is_file():
@@ -51,9 +53,10 @@ def load_rows(path):
         raise CompareError(f"{csv_path}: cannot read ({e})") from None
     need = {"key", "family", "has_tumour", "status", "dice", "tp", "fp", "fn", "tn",
             "any_tumour_predicted"}
-    if not rows or need - set(rows[0]):
+    missing = need - set(rows[0] if rows else ())
+    if missing:
         raise CompareError(f"{csv_path}: not a per-scan results CSV (missing columns: "
-                           f"{', '.join(sorted(need - set(rows[0] if rows else ())))})")
+                           f"{', '.join(sorted(missing))})")
     return (p.name if p.is_dir() else p.stem), rows
 
 
@@ -75,21 +78,12 @@ def paired_difference(pairs, resamples=RESAMPLES, seed=SEED):
     The bootstrap draws whole patient families with replacement; each draw's Dice is the
     mean over its scans (the headline per-scan mean) and its mIoU the pooled 2-class mIoU.
     """
-    from edge_runtime import metrics
-
     groups = {}
-    for ra, rb in pairs:
-        groups.setdefault(str(ra.get("family") or ra["key"]), []).append((ra, rb))
+    for pair in pairs:
+        groups.setdefault(family_of(pair[0]), []).append(pair)
     fams = sorted(groups)
-    n = np.array([len(groups[f]) for f in fams], np.float64)
-
-    def per_family(side):
-        dice = np.array([sum(p[side]["dice"] for p in groups[f]) for f in fams], np.float64)
-        conf = np.array([[sum(int(p[side][k]) for p in groups[f]) for k in ("tp", "fp", "fn", "tn")]
-                         for f in fams], np.float64).reshape(len(fams), 4)
-        return dice, conf
-
-    (dice_a, conf_a), (dice_b, conf_b) = per_family(0), per_family(1)
+    dice_a, n, conf_a = family_totals({f: [a for a, _ in groups[f]] for f in fams})
+    dice_b, _, conf_b = family_totals({f: [b for _, b in groups[f]] for f in fams})
     out = {"n_scans": int(n.sum()), "n_patients": len(fams)}
     if not fams:
         return out
@@ -103,7 +97,7 @@ def paired_difference(pairs, resamples=RESAMPLES, seed=SEED):
                 "dice_b_ahead": math.nan, "miou_b_ahead": math.nan})
     if len(fams) < 2 or resamples < 1:
         return out
-    draw = np.random.default_rng(seed).integers(0, len(fams), size=(int(resamples), len(fams)))
+    draw = patient_draws(len(fams), resamples, seed)
     scans = n[draw].sum(1)
     d_dice = (dice_b[draw].sum(1) - dice_a[draw].sum(1)) / scans
     ca, cb = conf_a[draw].sum(1), conf_b[draw].sum(1)
@@ -126,7 +120,7 @@ def compare(rows_a, rows_b, resamples=RESAMPLES, seed=SEED):
                                      resamples, seed) for c in classes}
     fam = {}
     for ra, rb in tumour:
-        fam.setdefault(str(ra.get("family") or ra["key"]), []).append((ra["dice"], rb["dice"]))
+        fam.setdefault(family_of(ra), []).append((ra["dice"], rb["dice"]))
     changes = [float(np.mean([b for _, b in v]) - np.mean([a for a, _ in v])) for v in fam.values()]
     flag_a = sum(1 for a, _ in free if a["any_tumour_predicted"])
     flag_b = sum(1 for _, b in free if b["any_tumour_predicted"])
@@ -208,9 +202,6 @@ def main(argv=None):
     md = to_markdown(result, name_a, name_b)
     print(md)
     if args.out:
-        from edge_runtime.evaluate import to_json
-        from edge_runtime.outputs import atomic_write_bytes
-
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stem = f"compare_{args.name or f'{name_b}_vs_{name_a}'}"

@@ -377,6 +377,29 @@ def wilson_interval(k, n, z=1.959964):
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
+def family_of(row):
+    """The patient family a scored row belongs to (its key when the family is unknown)."""
+    return str(row.get("family") or row.get("key"))
+
+
+def family_totals(groups):
+    """{family: rows} -> (per-scan Dice sums, scan counts, [tp, fp, fn, tn] sums), one row of
+    each array per family in ``groups``' order: what a patient-level bootstrap adds up."""
+    fams = list(groups)
+    dice_sum = np.array([sum(r["dice"] for r in groups[f]) for f in fams], np.float64)
+    n = np.array([len(groups[f]) for f in fams], np.float64)
+    conf = np.array([[sum(int(r[k]) for r in groups[f]) for k in ("tp", "fp", "fn", "tn")]
+                     for f in fams], np.float64).reshape(len(fams), 4)
+    return dice_sum, n, conf
+
+
+def patient_draws(n_families, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
+    """(resamples, n_families) family indices drawn with replacement: one bootstrap draw of
+    whole patients per row, reproducible from ``seed``."""
+    return np.random.default_rng(seed).integers(0, n_families,
+                                                size=(int(resamples), n_families))
+
+
 def patient_summary(rows, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
     """Scans with a tumour (status ok) grouped by patient family -> dict.
 
@@ -389,7 +412,7 @@ def patient_summary(rows, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
     groups = {}
     for r in rows:
         if r.get("status") == "ok" and r.get("has_tumour"):
-            groups.setdefault(str(r.get("family") or r.get("key")), []).append(r)
+            groups.setdefault(family_of(r), []).append(r)
     patients = sorted(
         ({"family": fam, "label_name": rs[0].get("label_name") or "", "n": len(rs),
           "dice_mean": float(np.mean([r["dice"] for r in rs]))} for fam, rs in groups.items()),
@@ -404,12 +427,8 @@ def patient_summary(rows, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
            "patients": patients}
     if len(groups) < 2 or resamples < 1:
         return out
-    fams = list(groups)
-    dice_sum = np.array([sum(r["dice"] for r in groups[f]) for f in fams], np.float64)
-    n = np.array([len(groups[f]) for f in fams], np.float64)
-    conf = np.array([[sum(int(r[k]) for r in groups[f]) for k in ("tp", "fp", "fn", "tn")]
-                     for f in fams], np.float64)
-    draw = np.random.default_rng(seed).integers(0, len(fams), size=(int(resamples), len(fams)))
+    dice_sum, n, conf = family_totals(groups)
+    draw = patient_draws(len(groups), resamples, seed)
     dice_means = dice_sum[draw].sum(1) / n[draw].sum(1)
     mious = [metrics.mean_iou_2class(*counts) for counts in conf[draw].sum(1)]
     out["bootstrap"]["dice_mean_ci95"] = [float(v) for v in np.percentile(dice_means, [2.5, 97.5])]
