@@ -126,3 +126,19 @@ def test_fit_init_from_starts_from_the_given_weights_and_refuses_a_model_that_do
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         fit(lossless, root / "refused2", epochs=1, init_from=root / "missing.keras",
             log=lambda m: None)
+
+
+def test_fit_takes_the_loss_by_name_and_records_it(packed):
+    from train.portable import fit
+    from train.recipe import training_recipe
+
+    root, _, lossless, _ = packed
+    run = root / "scan_dice"
+    fit(lossless, run, epochs=1, batch_size=8, loss="scan_dice_bce", log=lambda m: None)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["loss"] == "scan_dice_bce"
+    assert "loss scan_dice_bce" in training_recipe(cfg)
+    assert "loss" not in training_recipe(dict(cfg, loss="dice_bce"))
+    with pytest.raises(ValueError, match="unknown loss 'dice_typo'; allowed: dice_bce"):
+        fit(lossless, root / "refused3", epochs=1, loss="dice_typo", log=lambda m: None)
+    assert not (root / "refused3").exists()

@@ -10,7 +10,7 @@ keras = pytest.importorskip("keras")
 
 from edge_runtime.datasets import Sample, split_by_family  # noqa: E402
 from train.data import make_dataset  # noqa: E402
-from train.losses import dice_bce_loss, dice_loss  # noqa: E402
+from train.losses import LOSSES, dice_bce_loss, dice_loss, scan_dice_bce_loss, scan_dice_loss  # noqa: E402,E501
 from train.models import PRESETS, VARIANTS, build_model  # noqa: E402
 from train.models.registry import model_config  # noqa: E402
 
@@ -127,6 +127,30 @@ def test_losses_match_hand_computed_values():
     bce = -np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))
     assert float(dice_bce_loss(y, p)) == pytest.approx(expected + bce, abs=1e-4)
 
+
+
+def test_scan_dice_counts_every_tumour_alike_and_skips_empty_samples():
+    y = np.zeros((3, 8, 8, 1), np.float32)
+    y[0, :6, :6] = 1          # a large tumour, found exactly
+    y[1, 0, 0] = 1            # a one-pixel tumour, missed
+    p = y.copy()
+    p[1] = 0                  # (sample 2 has no tumour and predicts none)
+    # per sample: 0 and 1 - (0 + 1) / (1 + 0 + 1) = 0.5; the empty sample is left out
+    assert float(scan_dice_loss(y, p)) == pytest.approx(0.25, abs=1e-6)
+    # the batch-pooled Dice hardly sees the missed tumour
+    assert float(dice_loss(y, p)) < 0.02
+    # a batch without any tumour has no Dice term: only cross-entropy teaches it
+    empty = np.zeros_like(y)
+    assert float(scan_dice_loss(empty, np.full_like(y, 0.3))) == 0.0
+    assert float(scan_dice_bce_loss(empty, np.full_like(y, 0.3))) == pytest.approx(
+        -np.log(0.7), abs=1e-4)
+
+
+def test_train_cli_offers_exactly_the_registered_losses():
+    from train.cli import train as train_cmd
+    opt = next(o for o in train_cmd.params if o.name == "loss")
+    assert set(opt.type.choices) == set(LOSSES)
+    assert opt.default in LOSSES
 
 def _write_synthetic(root, n=12, size=64):
     from PIL import Image

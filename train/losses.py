@@ -20,8 +20,34 @@ def dice_bce_loss(y_true, y_pred):
     return dice_loss(y_true, y_pred) + bce
 
 
-LOSSES = {"dice_bce": dice_bce_loss, "dice": dice_loss,
-          "bce": keras.losses.BinaryCrossentropy()}
+@keras.saving.register_keras_serializable(package="edge_seg")
+def scan_dice_loss(y_true, y_pred, smooth=1.0):
+    """Soft Dice per sample, averaged over the samples that hold a tumour.
+
+    The reported metric is the mean Dice per scan, so a small tumour counts as much as a large
+    one; the batch-pooled ``dice_loss`` lets large tumours dominate. Samples without a tumour
+    have no Dice to learn (the cross-entropy term teaches them); a batch with none gives 0.
+    """
+    y_true = ops.cast(y_true, y_pred.dtype)
+    n = ops.shape(y_true)[0]
+    t = ops.reshape(y_true, (n, -1))
+    p = ops.reshape(y_pred, (n, -1))
+    inter = ops.sum(t * p, axis=1)
+    per = 1.0 - (2.0 * inter + smooth) / (ops.sum(t, axis=1) + ops.sum(p, axis=1) + smooth)
+    has = ops.cast(ops.sum(t, axis=1) > 0, per.dtype)
+    return ops.sum(per * has) / ops.maximum(ops.sum(has), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="edge_seg")
+def scan_dice_bce_loss(y_true, y_pred):
+    """Per-scan Dice (``scan_dice_loss``) + binary cross-entropy."""
+    y_true = ops.cast(y_true, y_pred.dtype)
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
+    return scan_dice_loss(y_true, y_pred) + bce
+
+
+LOSSES = {"dice_bce": dice_bce_loss, "scan_dice_bce": scan_dice_bce_loss, "dice": dice_loss,
+          "scan_dice": scan_dice_loss, "bce": keras.losses.BinaryCrossentropy()}
 
 
 def get_loss(name):

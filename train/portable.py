@@ -192,7 +192,7 @@ def _packed_loss(loss):
 
 def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minutes=None,
         variant=None, fit_to_minutes=None, patience=None, init_from=None, warmup_epochs=None,
-        log=print):
+        loss=None, log=print):
     """Train (or resume) ``out_dir`` from a pack; returns the state dict.
 
     ``init_from``: a new run starts from the weights of this .keras model (fine-tuning: a new
@@ -237,6 +237,9 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
             base["patience"] = int(patience)
         if warmup_epochs is not None:
             base["warmup_epochs"] = int(warmup_epochs)
+        if loss:
+            get_loss(loss)  # an unknown name is refused before the run folder is written
+            base["loss"] = loss
         if init_from:
             if not Path(init_from).is_file():
                 raise FileNotFoundError(f"{init_from}: --init-from model not found")
@@ -336,6 +339,8 @@ def main(argv=None):
                         "fresh optimizer and schedule)")
     f.add_argument("--warmup-epochs", type=int, default=None,
                    help="linear warm-up epochs before the cosine (default: the pack's, 2)")
+    f.add_argument("--loss", default=None,
+                   help="training loss, as edge-seg train --loss (default: the pack's, dice_bce)")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
         if args.quality is not None and not 1 <= args.quality <= 100:
@@ -359,7 +364,7 @@ def _fit_cli(args):
     return fit(args.pack, args.out, epochs=args.epochs, batch_size=args.batch_size,
                learning_rate=args.lr, minutes=args.minutes, variant=args.variant,
                fit_to_minutes=args.fit_to_minutes, patience=args.patience,
-               init_from=args.init_from, warmup_epochs=args.warmup_epochs,
+               init_from=args.init_from, warmup_epochs=args.warmup_epochs, loss=args.loss,
                log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
 
 

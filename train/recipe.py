@@ -19,6 +19,8 @@ def training_recipe(config, state=None):
     else:
         parts.append(f"{cfg.get('patch_size', '?')}-px patches, lr "
                      f"{cfg.get('learning_rate', '?')}")
+    if cfg.get("loss") and cfg["loss"] != "dice_bce":   # the default loss goes unsaid
+        parts.append(f"loss {cfg['loss']}")
     if how.get("epochs_fitted_to_minutes"):
         parts.append(f"epochs fitted to {how['epochs_fitted_to_minutes']} min")
     if isinstance(state, dict) and state.get("epoch") is not None:
