@@ -1,4 +1,5 @@
-"""What inference-time tricks buy: flip test-time augmentation and the threshold.
+"""What inference-time tricks buy: flip test-time augmentation, the threshold, and keeping
+fewer of the predicted regions.
 
     python -m bench.inference_tricks BUNDLE --run runs/NAME [--data DIR ...] [--out DIR]
     python -m bench.inference_tricks BUNDLE --data DIR [--data DIR ...] [--out DIR]
@@ -8,8 +9,12 @@ augmentation (TTA: the mean of the probability map of the scan and the flipped-b
 its mirror image; twice the inference time). Each pass is swept over ``--thresholds`` at the
 bundle's own smallest area and peak filter (``edge_runtime.evaluate.sweep``: one model pass
 per mode). ``--run`` scores the run's validation split (its ``split.json``), as every other
-number in the README; ``--data`` alone scores every scan in those folders. Writes
-``inference_tricks.md`` and ``inference_tricks.json`` into ``--out``.
+number in the README; ``--data`` alone scores every scan in those folders. A third pass
+keeps fewer of the regions the bundle reports (``COMPONENT_RULES``: only the largest, only
+those at least a quarter of the largest, only the most confident) and scores each rule per
+tumour class: it tells whether the errors are stray specks a rule could drop, or lie inside
+the tumour region itself. Writes ``inference_tricks.md`` and ``inference_tricks.json`` into
+``--out``.
 
 Thresholds picked here would be picked on the validation patients themselves: the table says
 how much there is to gain, it is not a way to choose.
@@ -25,6 +30,74 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6)
+
+# Which of the regions the bundle reports (after its area and peak filters) a rule keeps.
+COMPONENT_RULES = {
+    "all (as shipped)": "every region the bundle reports",
+    "largest only": "only the largest region",
+    "quarter of the largest": "regions with at least 25 % of the largest one's area",
+    "most confident only": "only the region with the highest peak probability",
+}
+
+
+def select_components(rule, area, peak, kept):
+    """-> bool array: the components (of ``area``/``peak``, already ``kept`` by the bundle's
+    filters) that ``rule`` (a key of ``COMPONENT_RULES``) keeps."""
+    if rule not in COMPONENT_RULES:
+        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(COMPONENT_RULES)}")
+    kept = np.asarray(kept, bool)
+    if rule == "all (as shipped)" or not kept.any():
+        return kept.copy()
+    area, peak = np.asarray(area), np.asarray(peak)
+    if rule == "largest only":
+        return kept & (np.arange(len(area)) == np.argmax(np.where(kept, area, -1)))
+    if rule == "quarter of the largest":
+        return kept & (area >= 0.25 * area[kept].max())
+    return kept & (np.arange(len(peak)) == np.argmax(np.where(kept, peak, -1.0)))
+
+
+def measure_components(bundle, samples, predict_fn, limit=None):
+    """One model pass; every ``COMPONENT_RULES`` rule scored on it -> (list of dicts: rule,
+    dice_mean, dice per class, fp_scan_rate, missed_scans, dice_mean_change; failures)."""
+    from edge_runtime import metrics
+    from edge_runtime.evaluate import iter_predictions
+    from edge_runtime.postprocess import component_stats, min_pixels_for
+
+    samples = list(samples)[:limit] if limit else list(samples)
+    acc = {r: {"dice": [], "classes": [], "fp": 0, "free": 0, "missed": 0}
+           for r in COMPONENT_RULES}
+    failures = []
+    for row, _s, _scan, truth, prob in iter_predictions(
+            samples, predict_fn, bundle.preprocessing, 1,
+            lambda _row, path, problem: failures.append((str(path), problem))):
+        area, peak, inside = component_stats(prob, bundle.threshold, truth)
+        kept = ((area >= min_pixels_for(bundle.min_area_fraction, truth.size))
+                & (peak >= bundle.min_peak_probability))
+        truth_px = int(truth.sum())
+        for rule, a in acc.items():
+            keep = select_components(rule, area, peak, kept)
+            pred_px, tp = int(area[keep].sum()), int(inside[keep].sum())
+            if truth_px:
+                a["dice"].append(metrics.dice_from_counts(tp, pred_px - tp, truth_px - tp))
+                a["classes"].append(row.get("label_name") or "tumour")
+                a["missed"] += pred_px == 0
+            else:
+                a["free"] += 1
+                a["fp"] += pred_px > 0
+    out = []
+    for rule, a in acc.items():
+        dice, classes = np.array(a["dice"], float), np.array(a["classes"], dtype=object)
+        out.append({"rule": rule, "meaning": COMPONENT_RULES[rule],
+                    "dice_mean": float(dice.mean()) if dice.size else None,
+                    "dice_by_class": {c: float(dice[classes == c].mean())
+                                      for c in sorted(set(a["classes"]))},
+                    "fp_scan_rate": a["fp"] / a["free"] if a["free"] else None,
+                    "missed_scans": a["missed"]})
+    base = out[0]["dice_mean"]
+    for r in out:
+        r["dice_mean_change"] = (r["dice_mean"] - base
+                                 if r["dice_mean"] is not None and base is not None else None)
+    return out, failures
 
 
 def flip_tta(predict_fn):
@@ -60,10 +133,14 @@ def measure(bundle, samples, thresholds=DEFAULT_THRESHOLDS, threads=None, limit=
     for p in points:
         for k in ("dice_mean", "miou_2class_pooled", "fp_scan_rate"):
             p[f"{k}_change"] = p[k] - base[k]
+    t = time.perf_counter()
+    components, failed = measure_components(bundle, samples, plain, limit=limit)
+    log(f"{len(COMPONENT_RULES)} region rules in {time.perf_counter() - t:.0f} s")
+    failures += failed
     return {"bundle": bundle.name, "threshold": bundle.threshold,
             "min_area_fraction": bundle.min_area_fraction,
             "min_peak_probability": bundle.min_peak_probability,
-            "points": points, "failures": failures}
+            "points": points, "components": components, "failures": failures}
 
 
 def _f(v, digits=4, sign=False):
@@ -86,6 +163,20 @@ def render_markdown(result, source):
             f"{_f(p['dice_mean_change'], sign=True)} | {_f(p['miou_2class_pooled'])} | "
             f"{_f(p['miou_2class_pooled_change'], sign=True)} | {_f(p['fp_scan_rate'], 3)} | "
             f"{_f(p['fp_scan_rate_change'], 3, sign=True)} | {p['missed_scans']} |")
+    comps = result.get("components") or []
+    if comps:
+        classes = sorted({c for r in comps for c in r["dice_by_class"]})
+        lines += ["", f"Keeping fewer of the regions the bundle reports (threshold "
+                      f"{result['threshold']}, the same single pass; Dice per scan with a "
+                      "tumour):", "",
+                  "| rule | Dice | change | " + " | ".join(classes)
+                  + " | tumour-free flagged | missed |",
+                  "|---|---|---|" + "---|" * len(classes) + "---|---|"]
+        for r in comps:
+            lines.append(f"| {r['rule']} | {_f(r['dice_mean'])} | "
+                         f"{_f(r['dice_mean_change'], sign=True)} | "
+                         + " | ".join(_f(r["dice_by_class"].get(c)) for c in classes)
+                         + f" | {_f(r['fp_scan_rate'], 3)} | {r['missed_scans']} |")
     for path, problem in result["failures"]:
         lines.append(f"\n> failed: {path}: {problem}")
     return "\n".join(lines) + "\n"

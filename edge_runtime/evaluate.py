@@ -146,7 +146,7 @@ def score(pred_mask, truth_mask, spacing_mm=None):
     return metrics.scan_metrics(pred_mask, truth_mask, spacing_mm)
 
 
-def _predictions(samples, predict_fn, preprocessing, batch_size, fail, progress=False,
+def iter_predictions(samples, predict_fn, preprocessing, batch_size, fail, progress=False,
                  label="evaluating"):
     """Yield ``(row, sample, scan, truth, prob)`` for each scan that reads and predicts.
 
@@ -243,8 +243,8 @@ def evaluate(samples, predict_fn, preprocessing, threshold=0.5, min_area_fractio
         rows.append(row)
         failures.append((str(path), problem))
 
-    for row, sample, scan, truth, full in _predictions(samples, predict_fn, preprocessing,
-                                                       batch_size, fail, progress, label):
+    for row, sample, scan, truth, full in iter_predictions(samples, predict_fn, preprocessing,
+                                                           batch_size, fail, progress, label):
         try:
             pred = postprocess(full, threshold, min_area_fraction,
                                min_peak_probability=min_peak_probability)
@@ -289,8 +289,8 @@ def sweep(samples, predict_fn, preprocessing, thresholds, min_area_fractions,
     def fail(_row, path, problem):
         failures.append((str(path), problem))
 
-    for _row, _sample, _scan, truth, full in _predictions(samples, predict_fn, preprocessing,
-                                                          batch_size, fail, progress, label):
+    for _row, _sample, _scan, truth, full in iter_predictions(
+            samples, predict_fn, preprocessing, batch_size, fail, progress, label):
         truth_px = int(truth.sum())
         size = truth.size
         for t in thresholds:

@@ -1,4 +1,5 @@
-"""``python -m bench.inference_tricks``: flip TTA and thresholds, measured on a bundle."""
+"""``python -m bench.inference_tricks``: flip TTA, thresholds and region rules, measured on a
+bundle."""
 
 import json
 from pathlib import Path
@@ -23,6 +24,24 @@ def test_flip_tta_averages_the_prediction_with_its_mirror_flipped_back():
     assert not np.allclose(got, lopsided(x))
 
 
+def test_region_rules_pick_among_the_regions_the_bundle_kept():
+    area = np.array([500, 90, 200, 30])
+    peak = np.array([0.7, 0.99, 0.9, 1.0])
+    kept = np.array([True, True, True, False])     # the last one fell under the area filter
+    pick = inference_tricks.select_components
+    assert pick("all (as shipped)", area, peak, kept).tolist() == kept.tolist()
+    assert pick("largest only", area, peak, kept).tolist() == [True, False, False, False]
+    assert pick("quarter of the largest", area, peak, kept).tolist() == [True, False, True,
+                                                                         False]
+    # the most confident region the bundle kept: not the filtered-out one at 1.0
+    assert pick("most confident only", area, peak, kept).tolist() == [False, True, False,
+                                                                      False]
+    none = np.zeros(4, bool)
+    assert not any(pick(r, area, peak, none).any() for r in inference_tricks.COMPONENT_RULES)
+    with pytest.raises(ValueError, match="unknown rule 'biggest'; allowed: all"):
+        pick("biggest", area, peak, kept)
+
+
 def test_inference_tricks_on_the_shipped_examples(tmp_path, capsys):
     out = tmp_path / "res"
     rc = inference_tricks.main([str(ROOT / "edge_runtime" / "models" / "default.zip"),
@@ -37,8 +56,17 @@ def test_inference_tricks_on_the_shipped_examples(tmp_path, capsys):
     assert base["dice_mean_change"] == 0.0 and base["dice_mean"] > 0.6
     tta = result["points"][4]
     assert tta["dice_mean"] != base["dice_mean"]          # the mirror pass really ran
+    # the region rules' own pass reproduces the bundle as shipped, then varies it
+    rules = {r["rule"]: r for r in result["components"]}
+    assert list(rules) == list(inference_tricks.COMPONENT_RULES)
+    assert rules["all (as shipped)"]["dice_mean"] == pytest.approx(base["dice_mean"], abs=1e-9)
+    assert rules["all (as shipped)"]["dice_mean_change"] == 0.0
+    assert rules["all (as shipped)"]["missed_scans"] == base["missed_scans"]
+    # a folder of scans carries no tumour class: one group
+    assert set(rules["largest only"]["dice_by_class"]) == {"tumour"}
     md = (out / "inference_tricks.md").read_text()
     assert "| flip TTA | 0.50 |" in md and "examples" in md
+    assert "| largest only |" in md
 
 
 def test_inference_tricks_bad_arguments_are_one_line(tmp_path, capsys):
