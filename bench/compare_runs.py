@@ -20,7 +20,6 @@ Writes ``compare_NAME.md`` and ``compare_NAME.json`` into ``--out`` (atomically)
 """
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path

@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 from edge_runtime.datasets import Sample, split_by_family  # noqa: E402
 from train.data import make_dataset  # noqa: E402
 from train.losses import LOSSES, dice_bce_loss, dice_loss, scan_dice_bce_loss, scan_dice_loss  # noqa: E402,E501
-from train.models import PRESETS, VARIANTS, build_model  # noqa: E402
+from train.models import VARIANTS, build_model  # noqa: E402
 from train.models.registry import model_config  # noqa: E402
 
 

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import fcntl
 import glob
-import hashlib
 import json
 import os
 import re
