@@ -6,9 +6,7 @@ and the conversion gate use). The post-processing (probability threshold, minimu
 area, minimum peak probability of a kept region) is chosen here, on validation only (the
 independent test patients are never seen): among the candidates whose share of tumour-free
 scans with a predicted tumour is at most ``max_fp_scan_rate``, the one with the best mean
-per-scan Dice; but among those within ``DICE_TIE`` (0.001) of that best, the one flagging the
-fewest tumour-free scans, so that no false alarm is bought for a Dice difference far below
-the noise. If none qualifies, the one with the fewest false-positive scans. The whole
+per-scan Dice; if none qualifies, the one with the fewest false-positive scans. The whole
 grid is scored from one pass of the model (``evaluate.sweep``) and kept in ``report.json``;
 the chosen setting is then scored in full (per class, HD95, per-scan rows).
 """
@@ -22,7 +20,6 @@ THRESHOLDS = (0.5, 0.6, 0.7)
 MIN_AREA_FRACTIONS = (0.0, 0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006)
 MIN_PEAK_PROBABILITIES = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99)
 MAX_FP_SCAN_RATE = 0.05
-DICE_TIE = 0.001   # Dice differences this small count as ties, settled by fewer false alarms
 
 
 def _fp(point):
@@ -35,16 +32,12 @@ def meets_fp_limit(point, max_fp_scan_rate=MAX_FP_SCAN_RATE):
     return _fp(point) is None or _fp(point) <= max_fp_scan_rate
 
 
-def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE, dice_tie=DICE_TIE):
-    """Pick a sweep entry: among those meeting the FP-scan limit and within ``dice_tie`` of
-    their best Dice, the fewest tumour-free scans flagged (then the best Dice, then the
-    gentlest filters); if none meets the limit, the fewest FP scans."""
+def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE):
+    """Pick a sweep entry: best Dice among those meeting the FP-scan limit, else fewest FP."""
     ok = [s for s in sweep if meets_fp_limit(s, max_fp_scan_rate)]
     if ok:
-        top = max(s["dice_mean"] for s in ok)
-        near = [s for s in ok if s["dice_mean"] >= top - dice_tie]
-        return min(near, key=lambda s: (_fp(s) or 0.0, -s["dice_mean"], s["min_area_fraction"],
-                                        s.get("min_peak_probability", 0.0)))
+        return max(ok, key=lambda s: (s["dice_mean"], -s["min_area_fraction"],
+                                      -s.get("min_peak_probability", 0.0)))
     return min(sweep, key=lambda s: (_fp(s), -s["dice_mean"]))
 
 
@@ -93,8 +86,7 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
         "selection": (f"best mean Dice among (threshold, min_area_fraction, "
                       f"min_peak_probability) with a tumour "
                       f"predicted on <= {max_fp_scan_rate:.0%} of validation tumour-free "
-                      f"scans, Dice within {DICE_TIE} of the best counting as a tie settled "
-                      "by fewer scans flagged; chosen on validation only" if limit_met else
+                      "scans; chosen on validation only" if limit_met else
                       f"NO setting met the limit of {max_fp_scan_rate:.0%} tumour-free scans "
                       "flagged: the one flagging the fewest (best Dice among ties); chosen on "
                       "validation only"),
