@@ -10,7 +10,8 @@ keras = pytest.importorskip("keras")
 
 from edge_runtime.datasets import Sample, split_by_family  # noqa: E402
 from train.data import make_dataset  # noqa: E402
-from train.losses import LOSSES, dice_bce_loss, dice_loss, scan_dice_bce_loss, scan_dice_loss  # noqa: E402,E501
+from train.losses import (LOSSES, dice_bce_loss, dice_loss, scan_dice_bce_loss,  # noqa: E402
+                          scan_dice_loss)
 from train.models import VARIANTS, build_model  # noqa: E402
 from train.models.registry import model_config  # noqa: E402
 
@@ -128,7 +129,6 @@ def test_losses_match_hand_computed_values():
     assert float(dice_bce_loss(y, p)) == pytest.approx(expected + bce, abs=1e-4)
 
 
-
 def test_scan_dice_counts_every_tumour_alike_and_skips_empty_samples():
     y = np.zeros((3, 8, 8, 1), np.float32)
     y[0, :6, :6] = 1          # a large tumour, found exactly
@@ -151,6 +151,7 @@ def test_train_cli_offers_exactly_the_registered_losses():
     opt = next(o for o in train_cmd.params if o.name == "loss")
     assert set(opt.type.choices) == set(LOSSES)
     assert opt.default in LOSSES
+
 
 def _write_synthetic(root, n=12, size=64):
     from PIL import Image

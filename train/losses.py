@@ -12,12 +12,15 @@ def dice_loss(y_true, y_pred, smooth=1.0):
     return 1.0 - (2.0 * inter + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
 
 
+def _mean_bce(y_true, y_pred):
+    return ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
+
+
 @keras.saving.register_keras_serializable(package="edge_seg")
 def dice_bce_loss(y_true, y_pred):
     """Dice + binary cross-entropy (the paper's loss family)."""
     y_true = ops.cast(y_true, y_pred.dtype)
-    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-    return dice_loss(y_true, y_pred) + bce
+    return dice_loss(y_true, y_pred) + _mean_bce(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="edge_seg")
@@ -42,8 +45,7 @@ def scan_dice_loss(y_true, y_pred, smooth=1.0):
 def scan_dice_bce_loss(y_true, y_pred):
     """Per-scan Dice (``scan_dice_loss``) + binary cross-entropy."""
     y_true = ops.cast(y_true, y_pred.dtype)
-    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-    return scan_dice_loss(y_true, y_pred) + bce
+    return scan_dice_loss(y_true, y_pred) + _mean_bce(y_true, y_pred)
 
 
 LOSSES = {"dice_bce": dice_bce_loss, "scan_dice_bce": scan_dice_bce_loss, "dice": dice_loss,
