@@ -10,9 +10,9 @@ def training_recipe(config, state=None):
     cfg = config or {}
     if isinstance(cfg.get("soup"), dict):   # train.soup: an average of two runs' weights
         sp = cfg["soup"]
-        return (f"weights averaged: {1 - float(sp.get('weight', 0.5)):g} x "
-                f"{Path(str(sp.get('a', '?'))).name} + {float(sp.get('weight', 0.5)):g} x "
-                f"{Path(str(sp.get('b', '?'))).name}")
+        w = float(sp.get("weight", 0.5))
+        return (f"weights averaged: {1 - w:g} x {Path(str(sp.get('a', '?'))).name} + "
+                f"{w:g} x {Path(str(sp.get('b', '?'))).name}")
     parts = [f"{cfg.get('epochs', '?')} epochs"]
     if cfg.get("init_from"):
         parts.append(f"from {Path(str(cfg['init_from'])).parent.name or cfg['init_from']}")
