@@ -142,3 +142,69 @@ def test_fit_takes_the_loss_by_name_and_records_it(packed):
     with pytest.raises(ValueError, match="unknown loss 'dice_typo'; allowed: dice_bce"):
         fit(lossless, root / "refused3", epochs=1, loss="dice_typo", log=lambda m: None)
     assert not (root / "refused3").exists()
+
+
+def test_fit_takes_another_preset_at_the_packs_input_size_and_refuses_an_unknown_one(packed):
+    import keras
+
+    from train.models import build_model
+    from train.portable import fit
+
+    root, _, lossless, _ = packed
+    run = root / "bigger"
+    fit(lossless, run, epochs=1, batch_size=8, preset="edge", log=lambda m: None)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["preset"] == "edge"
+    model = keras.models.load_model(run / "last.keras", compile=False)
+    expected = build_model(cfg["variant"], "edge", input_size=64, dynamic_size=True)
+    assert model.count_params() == expected.count_params()
+    with pytest.raises(ValueError, match="unknown preset 'huge'; allowed: paper, edge"):
+        fit(lossless, root / "refused3", epochs=1, preset="huge", log=lambda m: None)
+    assert not (root / "refused3").exists()
+
+
+def test_patch_offsets_centre_on_the_tumour_stay_inside_and_refuse_a_bad_size():
+    from train.portable import patch_offsets
+
+    masks = np.zeros((50, 64, 64), np.uint8)
+    masks[:25, 50:54, 3:7] = 1           # a small tumour near the lower-left edge
+    rng = np.random.default_rng(0)
+    corners = patch_offsets(masks, 32, 1.0, rng)
+    assert corners.shape == (50, 2) and corners.min() >= 0 and corners.max() <= 32
+    for (y0, x0) in corners[:25]:        # every tumour scan's patch holds tumour pixels
+        assert masks[0, y0:y0 + 32, x0:x0 + 32].any()
+    never = patch_offsets(masks, 32, 0.0, np.random.default_rng(1))
+    assert len({tuple(c) for c in never}) > 10    # random corners, not one spot
+    assert (patch_offsets(masks, 64, 1.0, rng) == 0).all()   # the whole scan
+    with pytest.raises(ValueError, match="patch size must be in 1..64.*got 80"):
+        patch_offsets(masks, 80, 0.9, rng)
+
+
+def test_patch_crop_cuts_each_scans_own_patch():
+    import keras
+
+    from train.portable import _crop_layer
+
+    both = np.random.default_rng(0).random((3, 16, 16, 2)).astype(np.float32)
+    corners = np.array([[0, 0], [5, 2], [8, 8]], np.int32)
+    out = np.asarray(_crop_layer(keras, 8)(both, corners))
+    for b, (y0, x0) in enumerate(corners):
+        np.testing.assert_allclose(out[b], both[b, y0:y0 + 8, x0:x0 + 8], rtol=1e-5)
+
+
+def test_fit_on_patches_records_the_recipe_and_validates_on_whole_scans(packed):
+    from train.portable import fit
+    from train.recipe import training_recipe
+
+    root, _, lossless, _ = packed
+    run = root / "patches"
+    state = fit(lossless, run, epochs=2, batch_size=8, patch_size=32, log=lambda m: None)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["patch_size"] == 32 and cfg["tumour_centred"] == 0.9
+    assert cfg["trained_with"]["whole_scans"] is False
+    assert state["epoch"] == 2 and state["best_val_dice"] > 0
+    assert training_recipe(cfg).startswith("2 epochs, 32-px patches, lr ")
+    assert "train.portable" in training_recipe(cfg)
+    with pytest.raises(ValueError, match="patch size must be in 1..64"):
+        fit(lossless, root / "refused4", epochs=1, patch_size=96, log=lambda m: None)
+    assert not (root / "refused4").exists()

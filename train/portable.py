@@ -158,14 +158,71 @@ def _augment_layer(keras, seed, max_rotation_deg=15.0, scale_range=0.15):
     return ScanAugment(seed=seed, name="scan_augment")
 
 
-def _training_model(keras, seg, size, seed):
+def patch_offsets(masks, patch_size, tumour_centred, rng):
+    """Top-left corners (N, 2) of one epoch's patches, as ``train.data.make_dataset`` picks
+    them: a scan with a tumour is centred on a random tumour pixel (jittered by up to a
+    quarter patch) with probability ``tumour_centred``, any other at random. Here the corner
+    is chosen on the scan before augmentation (the crop follows it on the accelerator), so a
+    rotated or scaled tumour can sit off-centre: the jitter is of the same order."""
+    n, size = masks.shape[0], masks.shape[1]
+    if not 0 < patch_size <= size:
+        raise ValueError(f"patch size must be in 1..{size} (the pack's scan size), "
+                         f"got {patch_size}")
+    span = size - patch_size
+    half = patch_size // 2
+    u = rng.random((n, 5))
+    out = np.stack([(u[:, 0] * (span + 1)).astype(int), (u[:, 1] * (span + 1)).astype(int)], 1)
+    for i in np.flatnonzero(u[:, 2] < tumour_centred):
+        fg = np.argwhere(masks[i] > 0)
+        if len(fg):
+            cy, cx = fg[min(int(u[i, 3] * len(fg)), len(fg) - 1)]
+            jy, jx = (rng.random(2) - 0.5) * half
+            out[i] = np.clip([cy - half + int(jy), cx - half + int(jx)], 0, span)
+    return out.astype(np.int32)
+
+
+def _crop_layer(keras, patch_size):
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="edge_seg")
+    class PatchCrop(keras.layers.Layer):
+        """[(B, S, S, C), (B, 2) top-left corners] -> (B, P, P, C), one patch per scan.
+        One-hot matrix products, so it compiles the same on every backend."""
+
+        def __init__(self, patch_size=128, **kwargs):
+            super().__init__(**kwargs)
+            self.patch_size = patch_size
+
+        def call(self, both, corners):
+            size = ops.shape(both)[1]
+            rows = ops.cast(corners[:, :1], "int32") + ops.arange(self.patch_size)[None]
+            cols = ops.cast(corners[:, 1:], "int32") + ops.arange(self.patch_size)[None]
+            pick_y = ops.one_hot(rows, size, dtype=both.dtype)        # (B, P, S)
+            pick_x = ops.one_hot(cols, size, dtype=both.dtype)        # (B, P, S)
+            both = ops.einsum("bps,bsxc->bpxc", pick_y, both)
+            return ops.einsum("bqx,bpxc->bpqc", pick_x, both)
+
+        def get_config(self):
+            return dict(super().get_config(), patch_size=self.patch_size)
+
+    return PatchCrop(patch_size=patch_size, name="patch_crop")
+
+
+def _training_model(keras, seg, size, seed, patch_size=None):
     """[image, mask] in, [probability, augmented mask] out: augmentation runs on the
-    accelerator inside the compiled step, and the loss reads its target from the output."""
+    accelerator inside the compiled step, and the loss reads its target from the output.
+    With ``patch_size``, a second input gives each scan's patch corner: the scan is augmented
+    whole, then the patch is cut (as the patch trainer does)."""
     from keras import ops
     inp = keras.Input((size, size, 2))
     aug = _augment_layer(keras, seed)(inp)
+    inputs = inp
+    if patch_size and patch_size != size:
+        corners = keras.Input((2,), dtype="int32")
+        aug = _crop_layer(keras, patch_size)(aug, corners)
+        inputs = [inp, corners]
     prob = seg(aug[..., :1])
-    return keras.Model(inp, ops.concatenate([prob, aug[..., 1:]], axis=-1))
+    return keras.Model(inputs, ops.concatenate([prob, aug[..., 1:]], axis=-1))
 
 
 def _load_init(keras, cfg, size):
@@ -192,7 +249,7 @@ def _packed_loss(loss):
 
 def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minutes=None,
         variant=None, fit_to_minutes=None, patience=None, init_from=None, warmup_epochs=None,
-        loss=None, log=print):
+        loss=None, preset=None, patch_size=None, tumour_centred=None, log=print):
     """Train (or resume) ``out_dir`` from a pack; returns the state dict.
 
     ``init_from``: a new run starts from the weights of this .keras model (fine-tuning: a new
@@ -200,6 +257,11 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     variant and preset (the pack's, or ``variant``): its weights are copied into a freshly
     built network, and a model that does not fit is refused with the file's name.
 
+    ``patch_size``: train on patches of this size cut from the augmented scans (default:
+    whole scans), ``tumour_centred`` of them centred on the tumour (default 0.9 with patches),
+    as the patch trainer does; validation stays on whole scans.
+    ``preset``: the model size (a registry preset's filters and depth; the input size stays
+    the pack's), e.g. to check what a larger network reaches on the same split.
     ``minutes``: stop after the epoch that passes this budget (resume later).
     ``fit_to_minutes``: a new run times its first epoch after the warm-up and shortens
     ``epochs`` so the whole schedule ends within this budget (recorded in config.json).
@@ -224,7 +286,11 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         state = json.loads((out / "state.json").read_text())
     else:
         base = dict(meta["config"])
-        base.update(patch_size=size, batch_size=batch_size, tumour_centred=0.0,
+        patch = int(patch_size or size)
+        patch_offsets(y_tr[:1], patch, 0.0, np.random.default_rng(0))  # refuses a bad size
+        base.update(patch_size=patch, batch_size=batch_size,
+                    tumour_centred=float(0.0 if patch == size else
+                                         0.9 if tumour_centred is None else tumour_centred),
                     jit_compile=keras.backend.backend() != "tensorflow",
                     strategy=f"portable ({keras.backend.backend()})")
         if epochs:
@@ -233,6 +299,11 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
             base["learning_rate"] = float(learning_rate)
         if variant:
             base["variant"] = variant
+        if preset:
+            from train.models import PRESETS
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+            base["preset"] = preset
         if patience:
             base["patience"] = int(patience)
         if warmup_epochs is not None:
@@ -252,7 +323,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         out.mkdir(parents=True, exist_ok=True)
         _atomic_json(out / "config.json", dict(asdict(cfg), trained_with={
             "trainer": "train.portable", "backend": keras.backend.backend(),
-            "whole_scans": True, "jpeg_quality": meta.get("jpeg_quality")}))
+            "whole_scans": cfg.patch_size == size, "jpeg_quality": meta.get("jpeg_quality")}))
         _atomic_json(out / "split.json", meta["split"])
     keras.utils.set_random_seed(cfg.seed + state["epoch"])
     if resume:
@@ -261,7 +332,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
     else:
         seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
-    model = _training_model(keras, seg, size, cfg.seed)
+    model = _training_model(keras, seg, size, cfg.seed, cfg.patch_size)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=_packed_loss(get_loss(cfg.loss)),
                   jit_compile=cfg.jit_compile and keras.backend.backend() != "tensorflow")
@@ -269,7 +340,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     dummy = np.zeros((len(x), 1), np.float32)
     xv = x_va.astype(np.float32) / 255.0
     log(f"{keras.backend.backend()}: {len(x)} training scans, {len(xv)} validation scans, "
-        f"{size}x{size}, batch {cfg.batch_size}, epochs {state['epoch']}..{cfg.epochs}")
+        f"{size}x{size}, patches {cfg.patch_size}, batch {cfg.batch_size}, "
+        f"epochs {state['epoch']}..{cfg.epochs}")
     first = state["epoch"]
     while state["epoch"] < cfg.epochs and not state["finished"]:
         if minutes and state["epoch"] > first and (time.time() - t_start) / 60.0 > minutes:
@@ -282,7 +354,12 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         # Whole batches only (a different few scans sit out each epoch): one compiled step.
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(x))
         order = order[:len(order) - len(order) % cfg.batch_size]
-        hist = model.fit(x[order], dummy[order], batch_size=cfg.batch_size, epochs=1,
+        inputs = x[order]
+        if cfg.patch_size != size:
+            corners = patch_offsets(y_tr, cfg.patch_size, cfg.tumour_centred,
+                                    np.random.default_rng([cfg.seed, epoch, 1]))
+            inputs = [inputs, corners[order]]
+        hist = model.fit(inputs, dummy[order], batch_size=cfg.batch_size, epochs=1,
                          shuffle=False, verbose=0)
         scores, _ = validation_scores(seg, xv, y_va, has_tumour, batch_size=64)
         secs = time.time() - t
@@ -324,6 +401,12 @@ def main(argv=None):
     f.add_argument("pack")
     f.add_argument("--out", required=True)
     f.add_argument("--variant", default=None, help="default: the pack's")
+    f.add_argument("--patch-size", type=int, default=None,
+                   help="train on patches cut from the augmented scans (default: whole scans)")
+    f.add_argument("--tumour-centred", type=float, default=None,
+                   help="share of patches centred on the tumour (default 0.9 with patches)")
+    f.add_argument("--preset", default=None,
+                   help="model size (default: the pack's); the input size stays the pack's")
     f.add_argument("--epochs", type=int, default=None)
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--lr", type=float, default=None)
@@ -365,7 +448,8 @@ def _fit_cli(args):
                learning_rate=args.lr, minutes=args.minutes, variant=args.variant,
                fit_to_minutes=args.fit_to_minutes, patience=args.patience,
                init_from=args.init_from, warmup_epochs=args.warmup_epochs, loss=args.loss,
-               log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
+               preset=args.preset, patch_size=args.patch_size,
+               tumour_centred=args.tumour_centred, log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ def training_recipe(config, state=None):
     if cfg.get("init_from"):
         parts.append(f"from {Path(str(cfg['init_from'])).parent.name or cfg['init_from']}")
     how = cfg.get("trained_with") if isinstance(cfg.get("trained_with"), dict) else {}
-    if how.get("whole_scans"):
-        parts.append(f"whole {cfg.get('patch_size', '?')}-px scans, lr "
-                     f"{cfg.get('learning_rate', '?')}, {how.get('trainer', '?')} "
-                     f"({how.get('backend', '?')})")
-    else:
-        parts.append(f"{cfg.get('patch_size', '?')}-px patches, lr "
-                     f"{cfg.get('learning_rate', '?')}")
+    size = cfg.get("patch_size", "?")
+    shape = f"whole {size}-px scans" if how.get("whole_scans") else f"{size}-px patches"
+    parts.append(f"{shape}, lr {cfg.get('learning_rate', '?')}")
+    if how.get("trainer"):
+        parts[-1] += f", {how['trainer']} ({how.get('backend', '?')})"
     if cfg.get("loss") and cfg["loss"] != "dice_bce":   # the default loss goes unsaid
         parts.append(f"loss {cfg['loss']}")
     if how.get("epochs_fitted_to_minutes"):
