@@ -208,3 +208,20 @@ def test_fit_on_patches_records_the_recipe_and_validates_on_whole_scans(packed):
     with pytest.raises(ValueError, match="patch size must be in 1..64"):
         fit(lossless, root / "refused4", epochs=1, patch_size=96, log=lambda m: None)
     assert not (root / "refused4").exists()
+
+
+def test_score_gives_the_logged_proxy_for_a_saved_model(packed, capsys):
+    from train.portable import main
+
+    root, _, lossless, _ = packed
+    run = root / "run"
+    if not (run / "best.keras").is_file():
+        from train.portable import fit
+        fit(lossless, run, epochs=2, batch_size=8, log=lambda m: None)
+    best = json.loads((run / "state.json").read_text())["best_val_dice"]
+    assert main(["score", str(lossless), str(run / "best.keras")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(run / "best.keras")) and f"val_dice {best:.4f}" in line
+    with pytest.raises(SystemExit) as e:
+        main(["score", str(lossless), str(root / "nope.keras")])
+    assert e.value.code == 2

@@ -380,6 +380,20 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     return state
 
 
+def score(pack_path, model_paths):
+    """Yield (path, proxy scores) per saved model: the validation proxy that ``fit`` logs,
+    on the pack's validation scans."""
+    import keras
+
+    import train.models  # noqa: F401 - registers the custom layers for loading
+    from train.trainer import validation_scores
+    _meta, _x, _y, x_va, y_va, has_tumour = load_pack(pack_path)
+    xv = x_va.astype(np.float32) / 255.0
+    for path in model_paths:
+        model = keras.models.load_model(path, compile=False)
+        yield path, validation_scores(model, xv, y_va, has_tumour, batch_size=16)[0]
+
+
 # ------------------------------------------------------------------------------ CLI
 
 def main(argv=None):
@@ -424,7 +438,20 @@ def main(argv=None):
                    help="linear warm-up epochs before the cosine (default: the pack's, 2)")
     f.add_argument("--loss", default=None,
                    help="training loss, as edge-seg train --loss (default: the pack's, dice_bce)")
+    sc = sub.add_parser("score", help="the in-training proxy (validation Dice at the pack's "
+                        "size, threshold 0.5, no post-processing) for saved models, on one "
+                        "pack: compares runs trained anywhere on one footing")
+    sc.add_argument("pack")
+    sc.add_argument("models", nargs="+", help=".keras models (a run's best.keras)")
     args = ap.parse_args(argv)
+    if args.cmd == "score":
+        for path in args.models:
+            if not Path(path).is_file():
+                ap.error(f"{path}: model not found")
+        for path, s in score(args.pack, args.models):
+            print(f"{path}\tval_dice {s['val_dice']:.4f}\t"
+                  f"fp_scans {s.get('val_fp_scan_rate', float('nan')):.4f}", flush=True)
+        return 0
     if args.cmd == "pack":
         if args.quality is not None and not 1 <= args.quality <= 100:
             ap.error(f"--quality must be in 1..100, got {args.quality}")
