@@ -64,8 +64,8 @@ def model_card(manifest, report=None):
         f"- Output: per-pixel sigmoid probability of tumour; tumour where probability >= "
         f"{m.get('threshold')}, components smaller than {m.get('min_area_fraction')} of the image "
         "dropped"
-        + (f", and components whose highest probability is below {m['min_peak_probability']}"
-           if m.get("min_peak_probability") else ""),
+        + (f", and so are components whose highest probability is below "
+           f"{m['min_peak_probability']}" if m.get("min_peak_probability") else ""),
         f"- model.tflite sha256: {m.get('model_sha256', '(set when written)')}",
         "",
         "## Training data",
