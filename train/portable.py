@@ -158,6 +158,12 @@ def _augment_layer(keras, seed, max_rotation_deg=15.0, scale_range=0.15):
     return ScanAugment(seed=seed, name="scan_augment")
 
 
+def _check_patch_size(patch_size, size):
+    if not 0 < patch_size <= size:
+        raise ValueError(f"patch size must be in 1..{size} (the pack's scan size), "
+                         f"got {patch_size}")
+
+
 def patch_offsets(masks, patch_size, tumour_centred, rng):
     """Top-left corners (N, 2) of one epoch's patches, as ``train.data.make_dataset`` picks
     them: a scan with a tumour is centred on a random tumour pixel (jittered by up to a
@@ -165,12 +171,10 @@ def patch_offsets(masks, patch_size, tumour_centred, rng):
     is chosen on the scan before augmentation (the crop follows it on the accelerator), so a
     rotated or scaled tumour can sit off-centre: the jitter is of the same order."""
     n, size = masks.shape[0], masks.shape[1]
-    if not 0 < patch_size <= size:
-        raise ValueError(f"patch size must be in 1..{size} (the pack's scan size), "
-                         f"got {patch_size}")
+    _check_patch_size(patch_size, size)
     span = size - patch_size
     half = patch_size // 2
-    u = rng.random((n, 5))
+    u = rng.random((n, 5))   # column 4 is unused; kept so that recorded runs draw the same
     out = np.stack([(u[:, 0] * (span + 1)).astype(int), (u[:, 1] * (span + 1)).astype(int)], 1)
     for i in np.flatnonzero(u[:, 2] < tumour_centred):
         fg = np.argwhere(masks[i] > 0)
@@ -287,7 +291,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     else:
         base = dict(meta["config"])
         patch = int(patch_size or size)
-        patch_offsets(y_tr[:1], patch, 0.0, np.random.default_rng(0))  # refuses a bad size
+        _check_patch_size(patch, size)
         base.update(patch_size=patch, batch_size=batch_size,
                     tumour_centred=float(0.0 if patch == size else
                                          0.9 if tumour_centred is None else tumour_centred),
@@ -300,9 +304,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         if variant:
             base["variant"] = variant
         if preset:
-            from train.models import PRESETS
-            if preset not in PRESETS:
-                raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+            from train.models.registry import model_config
+            model_config(base["variant"], preset)  # an unknown name is refused, as in training
             base["preset"] = preset
         if patience:
             base["patience"] = int(patience)
@@ -476,7 +479,8 @@ def _fit_cli(args):
                fit_to_minutes=args.fit_to_minutes, patience=args.patience,
                init_from=args.init_from, warmup_epochs=args.warmup_epochs, loss=args.loss,
                preset=args.preset, patch_size=args.patch_size,
-               tumour_centred=args.tumour_centred, log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
+               tumour_centred=args.tumour_centred,
+               log=lambda m: print(f"fit: {m}", file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":
