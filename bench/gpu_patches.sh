@@ -18,13 +18,7 @@
 # then edge-seg train --out RUN --report and edge-seg convert RUN --all --max-drop 0.005.
 set -uo pipefail
 pack="$1"; init="$2"; out="$3"; minutes="${4:-6.1}"
-if [ -n "${WHEELS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
+source "$(dirname "$0")/gpu_env.sh" || exit 1
 mkdir -p "$out"
 python3 - "$init" "$out/init.keras" <<'PY' || exit 1
 import sys

@@ -14,13 +14,7 @@
 # The four runs share the GPU, so epochs per minute differ between variants.
 set -uo pipefail
 pack="$1"; out="$2"; minutes="$3"; epochs="${4:-}"
-if [ -n "${WHEELS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
+source "$(dirname "$0")/gpu_env.sh" || exit 1
 mkdir -p "$out"
 for v in resunet resunet_ag resunet_se resunet_cbam; do
   if [ -n "$epochs" ]; then
