@@ -49,16 +49,28 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
     import keras
 
     import train.models  # noqa: F401 - registers the custom layers for loading
-    from edge_runtime.evaluate import evaluate, predict_fn_for_keras, run_validation_samples, \
-        sweep, to_json
+    from edge_runtime.evaluate import predict_fn_for_keras
+
+    model = keras.models.load_model(Path(run_dir) / checkpoint, compile=False)
+    return report_predictions(run_dir, predict_fn_for_keras(model), checkpoint, thresholds,
+                              min_area_fractions, min_peak_probabilities, max_fp_scan_rate,
+                              limit=limit, progress=progress, log=log)
+
+
+def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
+                       min_area_fractions=MIN_AREA_FRACTIONS,
+                       min_peak_probabilities=MIN_PEAK_PROBABILITIES,
+                       max_fp_scan_rate=MAX_FP_SCAN_RATE, limit=None, progress=False, log=print):
+    """The report of any ``predict`` (a batch of preprocessed scans -> probability maps) on
+    ``run_dir``'s validation split, with ``run_dir``'s preprocessing; ``checkpoint`` names
+    what was scored. Writes ``report.json`` and ``val_scans.csv`` into ``run_dir``."""
+    from edge_runtime.evaluate import evaluate, run_validation_samples, sweep, to_json
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    model = keras.models.load_model(run_dir / checkpoint, compile=False)
     samples, info = run_validation_samples(run_dir)
     if limit:
         samples = samples[:limit]
-    predict = predict_fn_for_keras(model)
     t0 = time.time()
     points, _failures = sweep(samples, predict, config["preprocessing"], thresholds,
                               min_area_fractions, min_peak_probabilities, progress=progress,
