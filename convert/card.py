@@ -1,6 +1,16 @@
-"""The bundle's MODEL_CARD.md, written from its manifest (so the two never disagree)."""
+"""The bundle's MODEL_CARD.md, written from its manifest (so the two never disagree).
 
+    python -m convert.card BUNDLE [--report runs/NAME/report.json] --out NEW.zip
+
+rewrites the card of an existing bundle from its own manifest (after a change to the card's
+wording), keeping the model and the manifest byte for byte: no conversion, no new gate. The
+result is a new bundle; the old one is never touched.
+"""
+
+import argparse
 import json
+import sys
+from pathlib import Path
 
 
 def _num(v, digits=4):
@@ -113,6 +123,8 @@ def model_card(manifest, report=None):
            f"; not delegated: {', '.join(xnn.get('undelegated_ops') or []) or xnn.get('error')}"),
     ]
     for row in interp:
+        if not isinstance(row, dict):   # the manifest schema also allows a bare package name
+            row = {"package": str(row), "status": "verified"}
         lines.append(f"- {' '.join(filter(None, (row.get('package'), row.get('version'))))}: "
                      f"{row.get('status')}"
                      + (f" ({row['detail']})" if row.get("detail") else ""))
@@ -130,3 +142,37 @@ def model_card(manifest, report=None):
         "",
     ]
     return "\n".join(lines)
+
+
+def recard(bundle_path, out_path, report=None):
+    """Write ``out_path``: the bundle at ``bundle_path`` with its card rewritten from its own
+    manifest (and ``report``, a report.json dict) -> the new ``Path``."""
+    from edge_runtime.bundle import load_bundle, write_bundle
+    out = Path(out_path)
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; a new card is written to a new bundle")
+    bundle = load_bundle(bundle_path)
+    manifest = dict(bundle.manifest)
+    return write_bundle(out, bundle.model_bytes, manifest, model_card(manifest, report))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m convert.card",
+                                 description="Rewrite a bundle's MODEL_CARD.md from its manifest.")
+    ap.add_argument("bundle")
+    ap.add_argument("--report", default=None, help="the training run's report.json")
+    ap.add_argument("--out", required=True, help="the new bundle (must not exist)")
+    args = ap.parse_args(argv)
+    from edge_runtime.errors import EdgeSegError
+    try:
+        report = json.loads(Path(args.report).read_text()) if args.report else None
+        path = recard(args.bundle, args.out, report)
+    except (EdgeSegError, FileExistsError, OSError, ValueError) as e:
+        print(f"card: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
