@@ -194,10 +194,10 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=None, help="score only the first N scans")
     args = ap.parse_args(argv)
 
+    from bench.samples import load_samples
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.datasets import discover
     from edge_runtime.errors import EdgeSegError
-    from edge_runtime.evaluate import run_validation_samples, to_json
+    from edge_runtime.evaluate import to_json
     from edge_runtime.outputs import atomic_write_bytes
 
     try:
@@ -211,12 +211,7 @@ def main(argv=None):
         ap.error("give --run RUN (its validation split) or --data DIR")
     try:
         bundle = load_bundle(args.bundle)
-        if args.run:
-            samples, _ = run_validation_samples(args.run, args.data or None)
-            source = f"the validation split of {Path(args.run).name} ({len(samples)} scans)"
-        else:
-            samples = [s for d in args.data for s in discover(d)[1]]
-            source = f"{', '.join(args.data)} ({len(samples)} scans)"
+        samples, source = load_samples(args.run, args.data)
     except (EdgeSegError, ValueError, OSError) as exc:
         print(f"inference_tricks: {exc}", file=sys.stderr)
         return 2

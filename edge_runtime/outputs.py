@@ -147,11 +147,11 @@ def make_overlay(pixels, mask, caption=None):
         rgb[outline(mask, thickness)] = OUTLINE_RGB
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
     if caption:
-        _draw_caption(image, caption)
+        draw_caption(image, caption)
     return image
 
 
-def _draw_caption(image, text):
+def draw_caption(image, text):
     w, h = image.size
     size = max(10, min(w, h) // 24)
     try:

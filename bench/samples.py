@@ -1,0 +1,20 @@
+"""The scans a bench script scores: a run's validation split, or every scan in folders."""
+
+from pathlib import Path
+
+
+def load_samples(run=None, data=()):
+    """-> (samples, a phrase naming them). ``run``: a training run folder, whose validation
+    split is scored (its data folders, or ``data`` when given); else every scan in ``data``.
+    Raises ``ValueError`` when neither is given, ``EdgeSegError`` when they cannot be read."""
+    from edge_runtime.datasets import discover
+    from edge_runtime.evaluate import run_validation_samples
+
+    data = list(data or ())
+    if run:
+        samples, _ = run_validation_samples(run, data or None)
+        return samples, f"the validation split of {Path(run).name} ({len(samples)} scans)"
+    if not data:
+        raise ValueError("give --run RUN (its validation split) or --data DIR")
+    samples = [s for d in data for s in discover(d)[1]]
+    return samples, f"{', '.join(map(str, data))} ({len(samples)} scans)"
