@@ -608,6 +608,13 @@ def _resolve_dir(d, run_dir):
 
 def run_validation_samples(run_dir, data_dirs=None):
     """The validation scans of a training run ``runs/NAME/`` -> (samples, info dict).
+    See ``run_split_samples``."""
+    _train, val, info = run_split_samples(run_dir, data_dirs)
+    return val, info
+
+
+def run_split_samples(run_dir, data_dirs=None):
+    """Both sides of a training run's split -> (training samples, validation samples, info).
 
     Uses the run's ``split.json`` (``val_keys``, ``val_negative_keys``) when present, else
     re-creates the split from ``config.json`` (``val_fraction``, ``seed``) with
@@ -650,12 +657,16 @@ def run_validation_samples(run_dir, data_dirs=None):
         neg_keys = set(map(str, split.get("val_negative_keys") or ()))
         val = ([s for s in labelled if s.key in val_keys]
                + [s for s in negatives if s.key in neg_keys])
+        train = ([s for s in labelled if s.key not in val_keys]
+                 + [s for s in negatives if s.key not in neg_keys])
         source = "split.json"
         expected = len(val_keys) + len(neg_keys)
     else:
         fraction, seed = float(config.get("val_fraction", 0.2)), int(config.get("seed", 0))
-        val = split_by_family(labelled, fraction, seed)[1] if labelled else []
-        val += split_by_family(negatives, fraction, seed)[1] if negatives else []
+        train, val = split_by_family(labelled, fraction, seed) if labelled else ([], [])
+        if negatives:
+            train_neg, val_neg = split_by_family(negatives, fraction, seed)
+            train, val = train + train_neg, val + val_neg
         source = f"split_by_family(val_fraction={fraction}, seed={seed})"
         expected = len(val)
     if not val:
@@ -663,4 +674,4 @@ def run_validation_samples(run_dir, data_dirs=None):
                            f"{', '.join(map(str, dirs))}")
     info = {"run": str(run_dir), "split_from": source, "data": [str(d) for d in dirs],
             "val_scans": len(val), "val_scans_recorded": expected}
-    return val, info
+    return train, val, info

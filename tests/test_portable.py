@@ -37,7 +37,7 @@ def test_pack_holds_the_patient_family_split_and_lossless_masks(packed):
     split = meta["split"]
     assert not set(split["train_families"]) & set(split["val_families"])
     # The same split edge-seg train would make from the same config.
-    tr, va, _, _ = make_split(cfg, *gather_samples(TrainConfig(**vars(cfg))))
+    tr, va, *_ = make_split(cfg, *gather_samples(TrainConfig(**vars(cfg))))
     assert split["val_keys"] == [s.key for s in va]
     assert len(x_tr) == len(tr) and len(x_va) == len(va) == int(has_tumour.sum())
     assert x_tr.dtype == np.uint8 and x_tr.shape[1:] == (meta["size"], meta["size"])

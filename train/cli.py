@@ -40,6 +40,9 @@ from edge_runtime.errors import EdgeSegError
               type=click.Choice(["dice_bce", "scan_dice_bce", "dice", "scan_dice", "bce"]),
               help="Training loss: Dice pooled over the batch (dice*) or averaged per scan "
                    "(scan_dice*), with or without binary cross-entropy.")
+@click.option("--twin-similarity", default=0.98, type=click.FloatRange(0, 1),
+              help="Leave out training tumour-free scans at least this similar to a "
+                   "validation scan (copies, neighbouring slices); 0 keeps them all.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from the weights of this .keras model (fine-tuning: a new run "
                    "folder, a fresh optimizer and schedule).")
@@ -51,7 +54,8 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
           learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
-          warmup_epochs, tumour_centred, loss, init_from, strategy, no_jit, report_only, list_only):
+          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, strategy, no_jit,
+          report_only, list_only):
     """Train a Res-UNet variant on labelled scans, split by patient family."""
     from train.models import describe
     from train.trainer import TrainConfig, is_chief_process
@@ -76,7 +80,7 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
                       patch_size=patch_size, learning_rate=learning_rate, seed=seed,
                       val_fraction=val_fraction, patience=patience, base_filters=base_filters,
                       input_size=input_size, warmup_epochs=warmup_epochs,
-                      tumour_centred=tumour_centred, loss=loss,
+                      tumour_centred=tumour_centred, loss=loss, twin_similarity=twin_similarity,
                       init_from=str(init_from) if init_from else None,
                       strategy=strategy, jit_compile=not no_jit)
     try:

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.trainer import (TrainConfig, gather_samples, load_split_arrays, lr_at, make_split,
-                           split_record)
+from train.trainer import (TrainConfig, config_from_saved, gather_samples, load_split_arrays,
+                           lr_at, make_split, split_record)
 
 PACK_VERSION = 1
 
@@ -68,10 +68,10 @@ def pack(cfg, out_path, quality=None, log=print):
     spec = cfg.preprocessing_spec()
     cfg.preprocessing = spec.to_dict()
     labelled, negatives = gather_samples(cfg)
-    tr, va, ntr, nva = make_split(cfg, labelled, negatives)
+    tr, va, ntr, nva, twins = make_split(cfg, labelled, negatives, log=log)
     x_tr, y_tr, x_va, y_va, has_tumour = load_split_arrays(cfg, spec, tr, va, ntr, nva,
                                                            default_cache_dir())
-    split = split_record(cfg, tr, va, ntr, nva)
+    split = split_record(cfg, tr, va, ntr, nva, twins)
     arrays = {"y_train": np.packbits(y_tr > 0, axis=-1), "y_val": np.packbits(y_va > 0, axis=-1),
               "val_has_tumour": has_tumour}
     for name, images in (("x_train", _to_u8(x_tr)), ("x_val", _to_u8(x_va))):
@@ -286,7 +286,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     if resume:
         saved = json.loads((out / "config.json").read_text())
         saved.pop("trained_with", None)
-        cfg = TrainConfig(**saved)
+        cfg = config_from_saved(saved)
         state = json.loads((out / "state.json").read_text())
     else:
         base = dict(meta["config"])
@@ -318,7 +318,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
             if not Path(init_from).is_file():
                 raise FileNotFoundError(f"{init_from}: --init-from model not found")
             base["init_from"] = str(init_from)
-        cfg = TrainConfig(**base)
+        cfg = config_from_saved(base)
         # A model that does not fit is refused before the run folder is written.
         seg = _load_init(keras, cfg, size) if cfg.init_from else None
         state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
@@ -411,6 +411,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--negatives-per-epoch", type=float, default=0.5)
+    p.add_argument("--twin-similarity", type=float, default=0.98,
+                   help="leave out training tumour-free scans at least this similar to a "
+                        "validation scan, as edge-seg train (0 keeps them all)")
     p.add_argument("--quality", type=int, default=None,
                    help="JPEG quality for the images (default: lossless; masks always are)")
     p.add_argument("--out", required=True)
@@ -461,7 +464,8 @@ def main(argv=None):
         cfg = TrainConfig(variant=args.variant, preset=args.preset, data=args.data,
                           negatives=args.negatives, seed=args.seed,
                           val_fraction=args.val_fraction,
-                          negatives_per_epoch=args.negatives_per_epoch)
+                          negatives_per_epoch=args.negatives_per_epoch,
+                          twin_similarity=args.twin_similarity)
         pack(cfg, args.out, quality=args.quality,
              log=lambda m: print(f"pack: {m}", file=sys.stderr))
     else:

@@ -55,6 +55,9 @@ class TrainConfig:
     patience: int = 15
     tumour_centred: float = 0.9
     negatives_per_epoch: float = 0.5   # tumour-free scans per epoch, relative to tumour scans
+    # Training tumour-free scans at least this similar to a validation scan are left out
+    # (edge_runtime.twins; 0: keep all, as runs made before this option did).
+    twin_similarity: float = 0.98
     jit_compile: bool = True
     strategy: str = "default"
     base_filters: int = None
@@ -105,11 +108,30 @@ def gather_samples(cfg):
     return labelled, negatives
 
 
-def make_split(cfg, labelled, negatives):
+def config_from_saved(saved, **override):
+    """A run's config.json -> ``TrainConfig``; keys a run was made before keep the behaviour
+    it was made with (``twin_similarity``: 0, no tumour-free scan left out)."""
+    return TrainConfig(**dict({"twin_similarity": 0.0}, **dict(saved, **override)))
+
+
+def make_split(cfg, labelled, negatives, log=None):
+    """-> (train, val, train tumour-free, val tumour-free, twins left out of training).
+
+    Both kinds are split by family. The tumour-free scans carry no patient id, so a copy of
+    one, or a neighbouring slice, can fall on the other side: training tumour-free scans at
+    least ``cfg.twin_similarity`` similar to a validation scan are left out (listed in the
+    fifth value), so validation never scores scans training has all but seen."""
     tr, va = split_by_family(labelled, cfg.val_fraction, cfg.seed)
     ntr, nva = (split_by_family(negatives, cfg.val_fraction, cfg.seed) if negatives
                 else ([], []))
-    return tr, va, ntr, nva
+    twins = []
+    if cfg.twin_similarity and ntr:
+        from edge_runtime.twins import drop_twins
+        ntr, twins = drop_twins(ntr, va + nva, cfg.twin_similarity, log)
+        if log:
+            log(f"left out {len(twins)} training tumour-free scans with a validation twin "
+                f"(similarity >= {cfg.twin_similarity})")
+    return tr, va, ntr, nva, twins
 
 
 def validation_scores(model, images, masks, has_tumour, batch_size=8, threshold=0.5):
@@ -228,9 +250,10 @@ def weights_fingerprint(model):
     return h.hexdigest()[:16]
 
 
-def split_record(cfg, tr, va, ntr, nva):
-    """The run's split.json: seed, families and validation keys (shared by every trainer)."""
-    return {
+def split_record(cfg, tr, va, ntr, nva, twins=()):
+    """The run's split.json: seed, families and validation keys (shared by every trainer);
+    the training tumour-free scans left out as twins of validation scans, when any."""
+    record = {
         "seed": cfg.seed, "val_fraction": cfg.val_fraction,
         "train_families": sorted({s.family for s in tr}),
         "val_families": sorted({s.family for s in va}),
@@ -239,6 +262,10 @@ def split_record(cfg, tr, va, ntr, nva):
                    "train_families": len({s.family for s in tr}),
                    "val_families": len({s.family for s in va}),
                    "train_negatives": len(ntr), "val_negatives": len(nva)}}
+    if twins:
+        record["train_negatives_left_out"] = list(twins)
+        record["counts"]["train_negatives_left_out"] = len(twins)
+    return record
 
 
 def load_split_arrays(cfg, spec, tr, va, ntr, nva, cache):
@@ -324,7 +351,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
                 f"{run_dir}: trained by {other['trainer']} ({other.get('backend', '?')}, whole "
                 f"scans), not by edge-seg train; resume it with: python -m {other['trainer']} "
                 f"fit PACK --out {run_dir}")
-        cfg = TrainConfig(**dict(saved, strategy=cfg.strategy))
+        cfg = config_from_saved(saved, strategy=cfg.strategy)
         state = json.loads((run_dir / "state.json").read_text())
     else:
         if (run_dir / "state.json").exists():
@@ -345,10 +372,10 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     keras.utils.set_random_seed(cfg.seed)
 
     labelled, negatives = gather_samples(cfg)
-    tr, va, ntr, nva = make_split(cfg, labelled, negatives)
+    tr, va, ntr, nva, twins = make_split(cfg, labelled, negatives, log=log)
     if not resume:
         _atomic_json(out / "config.json", asdict(cfg))
-        _atomic_json(out / "split.json", split_record(cfg, tr, va, ntr, nva))
+        _atomic_json(out / "split.json", split_record(cfg, tr, va, ntr, nva, twins))
 
     cache = default_cache_dir()
     t0 = time.time()
