@@ -1,6 +1,7 @@
 """Did the validation scans leak into training? Near-twins across a run's split.
 
     python -m bench.leakage --run runs/NAME [--scans CSV] [--threshold 0.98] [--out bench/results]
+                            [--also runs/OTHER ...]
 
 A split by patient family keeps a patient's slices on one side, but only where the data says
 who the patient is. The tumour-free scans carry no patient id, so each is its own family, and
@@ -19,7 +20,9 @@ different patients get.
 With the run's per-scan results (its ``val_scans.csv``, or ``--scans`` from ``edge-seg eval``)
 the table also gives the share of tumour-free scans flagged, and the mean Dice, separately for
 scans with and without a training twin: the numbers a scan from a new patient would see are
-the ones without. Writes ``leakage.md`` and ``leakage.json`` into ``--out``.
+the ones without. ``--also`` adds other runs on the same split (their ``val_scans.csv``):
+one row each in a table of tumour-free scans flagged with and without a twin. Writes
+``leakage.md`` and ``leakage.json`` into ``--out``.
 """
 
 import argparse
@@ -30,6 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.twins import DEFAULT_THRESHOLD, THUMB, nearest, thumbnails
+
+
+def _split_keys(run):
+    """The validation keys of a run's split.json (what makes two runs' twins the same)."""
+    from edge_runtime.errors import EdgeSegError
+    try:
+        split = json.loads((Path(run) / "split.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeSegError(f"{run}: cannot read split.json ({exc})") from None
+    return sorted(map(str, split.get("val_keys") or ())), sorted(
+        map(str, split.get("val_negative_keys") or ()))
 
 
 def _rate(k, n):
@@ -71,6 +85,13 @@ def summarise(val, best, match, train, threshold, scans=None):
     return out
 
 
+def _pct(r, interval):
+    if r["rate"] is None:
+        return ""
+    ci = (f" [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]" if interval else "")
+    return f" ({100 * r['rate']:.1f} %{ci})"
+
+
 def to_markdown(result, source):
     t = result["threshold"]
     lines = ["# Validation scans with a training twin", "",
@@ -96,6 +117,16 @@ def to_markdown(result, source):
                     f"{100 * r['ci95'][1]:.1f}]")
             lines.append(f"| {name.replace('_', ' a training ')} | {r['n']} | {r['k']} | "
                          f"{rate} |")
+    if result.get("runs"):
+        lines += ["", "Tumour-free validation scans flagged, each run at the post-processing "
+                  "its own report chose:", "",
+                  "| run | all | with a training twin | without one [95 % Wilson interval] |",
+                  "|---|---|---|---|"]
+        for r in result["runs"]:
+            w, wo = r["with_twin"], r["without_twin"]
+            lines.append(f"| {r['run']} | {w['k'] + wo['k']} of {w['n'] + wo['n']} | "
+                         f"{w['k']} of {w['n']}{_pct(w, False)} | {wo['k']} of "
+                         f"{wo['n']}{_pct(wo, True)} |")
     tumour = result["groups"].get("tumour", {})
     if "dice_without_twin" in tumour:
         d = tumour["dice_without_twin"]
@@ -116,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--scans", default=None,
                     help="per-scan results CSV (default: the run's val_scans.csv)")
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    ap.add_argument("--also", action="append", default=[],
+                    help="another run on the same split (its val_scans.csv); repeatable")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args(argv)
     if not 0.0 < args.threshold <= 1.0:
@@ -133,6 +166,16 @@ def main(argv=None):
         scans = rows_from_csv(scans_path.read_text()) if scans_path.is_file() else None
         if args.scans and scans is None:
             raise EdgeSegError(f"{scans_path}: not found")
+        split = _split_keys(args.run)
+        others = []
+        for other in args.also:
+            if _split_keys(other) != split:
+                raise EdgeSegError(f"{other}: not split as {args.run}; its twins would differ")
+            csv_path = Path(other) / "val_scans.csv"
+            if not csv_path.is_file():
+                raise EdgeSegError(f"{csv_path}: not found (edge-seg train --out {other} "
+                                   "--report writes it)")
+            others.append((Path(other).name, rows_from_csv(csv_path.read_text())))
     except (EdgeSegError, OSError, ValueError) as exc:
         log(str(exc))
         return 2
@@ -141,6 +184,13 @@ def main(argv=None):
     best, match = nearest(val_vecs, train_vecs)
     result = summarise(val, best, match, train, args.threshold, scans)
     result["scans_source"] = str(scans_path) if scans else None
+    result["runs"] = []
+    for name, rows in ([(Path(args.run).name, scans)] if scans else []) + others:
+        free = summarise(val, best, match, train, args.threshold, rows)["groups"].get(
+            "tumour-free", {})
+        if "flagged_with_twin" in free:
+            result["runs"].append({"run": name, "with_twin": free["flagged_with_twin"],
+                                   "without_twin": free["flagged_without_twin"]})
     result["unreadable"] = failed + failed_val
     source = f"{Path(args.run).name}: {len(train)} training and {len(val)} validation scans"
     out = Path(args.out)

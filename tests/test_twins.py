@@ -106,3 +106,22 @@ def test_leakage_counts_twins_and_splits_the_flag_rate_by_them(tmp_path, capsys)
     assert (free["flagged_without_twin"]["k"], free["flagged_without_twin"]["n"]) == (1, 2)
     md = (tmp_path / "out" / "leakage.md").read_text()
     assert "| tumour-free | 4 | 2 (50 %) |" in md and "| without a training twin | 2 | 1 |" in md
+
+    # Another run on the same split gets its own row; one split differently is refused.
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.json", "split.json"):
+        (other / name).write_text((run / name).read_text())
+    rows_other = [dict(r, any_tumour_predicted=False) for r in rows]
+    (other / "val_scans.csv").write_text(rows_to_csv(rows_other))
+    assert leakage.main(["--run", str(run), "--also", str(other), "--out",
+                         str(tmp_path / "out2")]) == 0
+    runs = json.loads((tmp_path / "out2" / "leakage.json").read_text())["runs"]
+    assert [(r["run"], r["with_twin"]["k"], r["without_twin"]["k"]) for r in runs] == \
+        [("run", 1, 1), ("other", 0, 0)]
+    assert "| other | 0 of 4 | 0 of 2 (0.0 %) |" in (tmp_path / "out2" / "leakage.md").read_text()
+    (other / "split.json").write_text(json.dumps({"val_keys": [], "val_negative_keys": val[:2]}))
+    assert leakage.main(["--run", str(run), "--also", str(other), "--out",
+                         str(tmp_path / "out3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not split as" in err and "\n" not in err and not (tmp_path / "out3").exists()
