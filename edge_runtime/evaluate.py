@@ -615,6 +615,8 @@ def run_validation_samples(run_dir, data_dirs=None):
 
 def run_split_samples(run_dir, data_dirs=None):
     """Both sides of a training run's split -> (training samples, validation samples, info).
+    The training side leaves out the tumour-free scans that training left out as twins of
+    validation scans (``split.json`` ``train_negatives_left_out``).
 
     Uses the run's ``split.json`` (``val_keys``, ``val_negative_keys``) when present, else
     re-creates the split from ``config.json`` (``val_fraction``, ``seed``) with
@@ -657,8 +659,9 @@ def run_split_samples(run_dir, data_dirs=None):
         neg_keys = set(map(str, split.get("val_negative_keys") or ()))
         val = ([s for s in labelled if s.key in val_keys]
                + [s for s in negatives if s.key in neg_keys])
+        left_out = {str(t.get("train")) for t in split.get("train_negatives_left_out") or ()}
         train = ([s for s in labelled if s.key not in val_keys]
-                 + [s for s in negatives if s.key not in neg_keys])
+                 + [s for s in negatives if s.key not in neg_keys | left_out])
         source = "split.json"
         expected = len(val_keys) + len(neg_keys)
     else:

@@ -125,3 +125,20 @@ def test_leakage_counts_twins_and_splits_the_flag_rate_by_them(tmp_path, capsys)
                          str(tmp_path / "out3")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not split as" in err and "\n" not in err and not (tmp_path / "out3").exists()
+
+
+def test_a_run_that_left_twins_out_has_none_on_its_training_side(tmp_path):
+    from edge_runtime.evaluate import run_split_samples
+
+    for i in range(3):
+        _save(tmp_path / "neg", f"n{i}.png", _brain(400 + i))
+    _save(tmp_path / "neg", "n0copy.png", _brain(400))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"negatives": [str(tmp_path / "neg")]}))
+    (run / "split.json").write_text(json.dumps({
+        "val_keys": [], "val_negative_keys": ["n0.png"],
+        "train_negatives_left_out": [{"train": "n0copy.png", "val": "n0.png"}]}))
+    train, val, _ = run_split_samples(run)
+    assert [s.key for s in val] == ["n0.png"]
+    assert sorted(s.key for s in train) == ["n1.png", "n2.png"]
