@@ -206,6 +206,25 @@ def test_cli_eval_on_tiny_bundle(dataset, tiny_bundle, tmp_path):
     assert (out / "eval_scans.csv").read_text().startswith("key,image,mask")
 
 
+def test_cli_eval_overrides_the_post_processing_as_run_does_and_says_so(dataset, tiny_bundle,
+                                                                         tmp_path):
+    from edge_runtime.cli import main
+    fig, neg = dataset
+    out = tmp_path / "ev"
+    r = CliRunner().invoke(
+        main, ["eval", str(tiny_bundle), "--data", str(fig), "--data", str(neg), "--out",
+               str(out), "--threads", "1", "--threshold", "0.7", "--min-area-fraction", "0",
+               "--min-peak-probability", "0.9"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert (summary["threshold"], summary["min_area_fraction"],
+            summary["min_peak_probability"]) == (0.7, 0.0, 0.9)
+    assert "warning:" in r.output and "verified threshold 0.5 -> 0.7" in r.output
+    bad = CliRunner().invoke(main, ["eval", str(tiny_bundle), "--data", str(fig),
+                                    "--threshold", "1.5"])
+    assert bad.exit_code == 2 and "--threshold" in bad.output
+
+
 def test_cli_eval_split_val_from_run(dataset, tiny_bundle, tmp_path):
     from edge_runtime.cli import main
     fig, neg = dataset

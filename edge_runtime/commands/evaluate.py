@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.commands.options import postprocess_overrides
 from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, EdgeSegError
 
 
@@ -87,12 +88,14 @@ def summary_lines(summary):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Interpreter threads (default: CPU count, at most 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON to stdout.")
+@postprocess_overrides
 @click.pass_context
-def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, threads, as_json):
+def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, threads, as_json,
+             threshold, min_area_fraction, min_peak_probability):
     """Score BUNDLE (.zip, unpacked folder or bare .tflite) on labelled scans (Dice, IoU,
     2-class mIoU, precision, recall, HD95, overall and per tumour class) and on tumour-free
     scans (the share with any predicted tumour). Masks are scored at each scan's full size,
-    after the bundle's own threshold, small-component and peak filters.
+    after the bundle's own threshold, small-component and peak filters (or those given).
 
     Exit codes: 0 all scans scored, 1 some scans failed (listed), 2 usage, 3 bundle problem.
     """
@@ -120,7 +123,9 @@ def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, thread
         if not samples:
             raise EdgeSegError("no scans found in " + ", ".join(map(str, data_dirs)))
         samples = evenly_spaced(samples, limit)
-        bundle = load_bundle(bundle_path)
+        bundle = load_bundle(bundle_path, threshold=threshold,
+                             min_area_fraction=min_area_fraction,
+                             min_peak_probability=min_peak_probability)
         for warning in bundle.warnings:
             click.echo(f"warning: {warning}", err=True)
         if out_dir is not None:

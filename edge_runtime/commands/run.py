@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.commands.options import postprocess_overrides
 from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EdgeSegError, InputImageError
 
 DEFAULT_OUT = "edge-seg-out"
@@ -103,13 +104,7 @@ def _process(segmenter, path, stem, out_dir, protected):
               help="Print one JSON line per scan to stdout (failures too, with 'error').")
 @click.option("--input-size", type=click.IntRange(min=8), default=None,
               help="Bare .tflite only: model input size (default: read from the model).")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=None, help="Override the bundle's probability threshold (warns).")
-@click.option("--min-area-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Override the bundle's smallest tumour, as a fraction of the image (warns).")
-@click.option("--min-peak-probability", type=click.FloatRange(0, 1, max_open=True),
-              default=None, help="Override the bundle's peak filter: drop regions whose highest "
-                                 "probability is below this (0: off; warns).")
+@postprocess_overrides
 @click.pass_context
 def run(ctx, paths, out_dir, bundle_path, threads, as_json, input_size, threshold,
         min_area_fraction, min_peak_probability):
