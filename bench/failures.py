@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.samples import add_arguments, open_inputs
+
 LOW_DICE = 0.5
 PANEL = 224                       # panel side in the figure, pixels
 TRUTH_RGB = (40, 220, 60)
@@ -201,9 +203,7 @@ def to_markdown(budget, picked, bundle_name, source, figure):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.failures", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bundle")
-    ap.add_argument("--run", default=None, help="training run whose validation split to score")
-    ap.add_argument("--data", action="append", default=[], help="scan folders (repeatable)")
+    add_arguments(ap)
     ap.add_argument("--per-class", type=int, default=3, help="scans shown per class")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--threads", type=int, default=None)
@@ -211,15 +211,12 @@ def main(argv=None):
     if args.per_class < 1:
         ap.error(f"--per-class must be at least 1, got {args.per_class}")
 
-    from bench.samples import load_samples
-    from edge_runtime.bundle import load_bundle
     from edge_runtime.errors import EdgeSegError
     from edge_runtime.evaluate import to_json
     from edge_runtime.outputs import atomic_write_bytes, png_bytes
 
     try:
-        bundle = load_bundle(args.bundle)
-        samples, source = load_samples(args.run, args.data)
+        bundle, samples, source = open_inputs(args)
     except (EdgeSegError, ValueError, OSError) as exc:
         print(f"failures: {exc}", file=sys.stderr)
         return 2

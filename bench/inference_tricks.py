@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.samples import add_arguments, open_inputs
+
 DEFAULT_THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6)
 
 # Which of the regions the bundle reports (after its area and peak filters) a rule keeps.
@@ -185,17 +187,13 @@ def render_markdown(result, source):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.inference_tricks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bundle")
-    ap.add_argument("--run", default=None, help="training run whose validation split to score")
-    ap.add_argument("--data", action="append", default=[], help="scan folders (repeatable)")
+    add_arguments(ap)
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="score only the first N scans")
     args = ap.parse_args(argv)
 
-    from bench.samples import load_samples
-    from edge_runtime.bundle import load_bundle
     from edge_runtime.errors import EdgeSegError
     from edge_runtime.evaluate import to_json
     from edge_runtime.outputs import atomic_write_bytes
@@ -210,8 +208,7 @@ def main(argv=None):
     if not args.run and not args.data:
         ap.error("give --run RUN (its validation split) or --data DIR")
     try:
-        bundle = load_bundle(args.bundle)
-        samples, source = load_samples(args.run, args.data)
+        bundle, samples, source = open_inputs(args)
     except (EdgeSegError, ValueError, OSError) as exc:
         print(f"inference_tricks: {exc}", file=sys.stderr)
         return 2
