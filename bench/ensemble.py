@@ -128,7 +128,7 @@ def ensemble(runs, out_dir, checkpoint="best.keras", limit=None, log=print):
 
     fns = [predict_fn_for_keras(keras.models.load_model(run / checkpoint, compile=False))
            for run, _, _ in members]
-    first, cfg0, split0 = members[0]
+    _, cfg0, split0 = members[0]
     names = [run.name for run, _, _ in members]
     config = dict(cfg0, ensemble={"members": [str(r) for r, _, _ in members],
                                   "checkpoint": checkpoint, "combine": "mean probability"})

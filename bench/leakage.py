@@ -64,7 +64,6 @@ def summarise(val, best, match, train, threshold, scans=None):
         sims = best[idx]
         twin = sims >= threshold
         g = {"scans": len(idx), "with_twin": int(twin.sum()),
-             "similarity_median": float(np.median(sims)),
              "similarity_quantiles": {q: float(np.quantile(sims, q / 100))
                                       for q in (10, 50, 90)}}
         if by_key:
@@ -184,13 +183,12 @@ def main(argv=None):
     best, match = nearest(val_vecs, train_vecs)
     result = summarise(val, best, match, train, args.threshold, scans)
     result["scans_source"] = str(scans_path) if scans else None
-    result["runs"] = []
-    for name, rows in ([(Path(args.run).name, scans)] if scans else []) + others:
-        free = summarise(val, best, match, train, args.threshold, rows)["groups"].get(
-            "tumour-free", {})
-        if "flagged_with_twin" in free:
-            result["runs"].append({"run": name, "with_twin": free["flagged_with_twin"],
-                                   "without_twin": free["flagged_without_twin"]})
+    scored = ([(Path(args.run).name, result)] if scans else []) + [
+        (name, summarise(val, best, match, train, args.threshold, rows)) for name, rows in others]
+    frees = [(name, r["groups"].get("tumour-free", {})) for name, r in scored]
+    result["runs"] = [{"run": name, "with_twin": free["flagged_with_twin"],
+                       "without_twin": free["flagged_without_twin"]}
+                      for name, free in frees if "flagged_with_twin" in free]
     result["unreadable"] = failed + failed_val
     source = f"{Path(args.run).name}: {len(train)} training and {len(val)} validation scans"
     out = Path(args.out)
