@@ -43,6 +43,19 @@ def test_soup_averages_every_weight_and_writes_a_run_the_report_can_read(tmp_pat
     assert training_recipe(cfg) == "weights averaged: 0.75 x a + 0.25 x b"
 
 
+def test_soup_takes_runs_that_differ_only_on_the_training_side(tmp_path):
+    """One parent left the tumour-free twins out of training: the validation scans, which the
+    report scores, are the same, so the two can be averaged; the soup keeps A's split."""
+    from train.soup import main
+
+    a = _run(tmp_path, "a", 1)
+    b = _run(tmp_path, "b", 2, split={"val_families": ["1", "2"],
+                                       "train_negatives_left_out": ["notumor/x.jpg"]})
+    out = tmp_path / "soup"
+    assert main([str(a), str(b), "--out", str(out)]) == 0
+    assert json.loads((out / "split.json").read_text()) == {"val_families": ["1", "2"]}
+
+
 def test_soup_refuses_runs_that_cannot_be_averaged(tmp_path, capsys):
     from train.soup import main
 

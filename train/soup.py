@@ -8,8 +8,9 @@ statistics included: one network, so the same size and speed as either parent. I
 sense for runs that share a starting point (B fine-tuned from A, or both from one model),
 whose weights lie in one basin; two runs trained apart average into nonsense, and the
 report says so. Both runs must be the same variant, preset and preprocessing, scored on
-the same split. The new folder gets A's ``config.json`` (with a ``soup`` entry naming both
-parents and W) and ``split.json``; ``edge-seg train --report`` then scores it at full
+the same validation scans (``VALIDATION_KEYS`` of ``split.json``; the training side may
+differ, e.g. one run left the tumour-free twins out). The new folder gets A's
+``config.json`` (with a ``soup`` entry naming both parents and W) and ``split.json``; ``edge-seg train --report`` then scores it at full
 resolution like any run, and ``edge-seg convert`` converts it. An existing folder is never
 overwritten.
 """
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 SAME = ("variant", "preset", "base_filters", "depth", "input_size", "preprocessing")
+VALIDATION_KEYS = ("seed", "val_fraction", "val_families", "val_keys", "val_negative_keys")
 
 
 def _read_run(run):
@@ -45,7 +47,7 @@ def soup(run_a, run_b, weight, out_dir):
         if cfg_a.get(key) != cfg_b.get(key):
             raise ValueError(f"{run_a} and {run_b} differ in {key} ({cfg_a.get(key)!r} "
                              f"against {cfg_b.get(key)!r}): only one network can be averaged")
-    if split_a != split_b:
+    if any(split_a.get(k) != split_b.get(k) for k in VALIDATION_KEYS):
         raise ValueError(f"{run_a} and {run_b} were split differently: their validation "
                          "scores would not be comparable")
 
