@@ -232,3 +232,17 @@ def test_report_choice_respects_the_false_positive_limit():
     assert choose(sweep, 0.005)["min_area_fraction"] == 0.003      # none qualifies: fewest FP
     no_negatives = [dict(s, fp_scan_rate=float("nan")) for s in sweep]
     assert choose(no_negatives, 0.05)["min_area_fraction"] == 0.0
+
+
+def test_report_choice_does_not_buy_false_alarms_with_a_dice_tie():
+    """A Dice within DICE_TIE of the best is a tie, settled by fewer tumour-free scans flagged:
+    the recovered shipped model chose 14 flags over 8 for +0.0006 Dice without this."""
+    from train.report import DICE_TIE, choose
+    sweep = [{"threshold": 0.5, "min_area_fraction": a, "min_peak_probability": p,
+              "dice_mean": d, "fp_scan_rate": f}
+             for a, p, d, f in [(0.0005, 0.95, 0.7557, 14 / 282), (0.001, 0.98, 0.7551, 8 / 282),
+                                (0.001, 0.99, 0.7552, 8 / 282), (0.006, 0.99, 0.7400, 2 / 282)]]
+    assert DICE_TIE == 0.001
+    got = choose(sweep, 0.05)
+    assert (got["min_area_fraction"], got["min_peak_probability"]) == (0.001, 0.99)
+    assert choose(sweep, 0.05, dice_tie=0.0)["fp_scan_rate"] == 14 / 282   # the old rule

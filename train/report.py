@@ -5,8 +5,11 @@ patients and tumour-free scans with ``edge_runtime.evaluate`` (the loop ``edge-s
 and the conversion gate use). The post-processing (probability threshold, minimum tumour
 area, minimum peak probability of a kept region) is chosen here, on validation only (the
 independent test patients are never seen): among the candidates whose share of tumour-free
-scans with a predicted tumour is at most ``max_fp_scan_rate``, the one with the best mean
-per-scan Dice; if none qualifies, the one with the fewest false-positive scans. The whole
+scans with a predicted tumour is at most ``max_fp_scan_rate``, the best mean per-scan Dice,
+where a Dice within ``DICE_TIE`` of the best counts as a tie and ties go to the setting that
+flags the fewest tumour-free scans (without it, any Dice gain however small bought false
+alarms up to the limit: runs/RECOVER.md); if none qualifies, the one with the fewest
+false-positive scans. The whole
 grid is scored from one pass of the model (``evaluate.sweep``) and kept in ``report.json``;
 the chosen setting is then scored in full (per class, HD95, per-scan rows).
 """
@@ -20,6 +23,7 @@ THRESHOLDS = (0.5, 0.6, 0.7)
 MIN_AREA_FRACTIONS = (0.0, 0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006)
 MIN_PEAK_PROBABILITIES = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99)
 MAX_FP_SCAN_RATE = 0.05
+DICE_TIE = 0.001   # below the third decimal the README reports: no difference worth a false alarm
 
 
 def _fp(point):
@@ -32,12 +36,16 @@ def meets_fp_limit(point, max_fp_scan_rate=MAX_FP_SCAN_RATE):
     return _fp(point) is None or _fp(point) <= max_fp_scan_rate
 
 
-def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE):
-    """Pick a sweep entry: best Dice among those meeting the FP-scan limit, else fewest FP."""
+def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE, dice_tie=DICE_TIE):
+    """Pick a sweep entry: among those meeting the FP-scan limit, the fewest FP of those within
+    ``dice_tie`` of the best Dice (then the best Dice, then the lightest filters); if none
+    meets the limit, the fewest FP."""
     ok = [s for s in sweep if meets_fp_limit(s, max_fp_scan_rate)]
     if ok:
-        return max(ok, key=lambda s: (s["dice_mean"], -s["min_area_fraction"],
-                                      -s.get("min_peak_probability", 0.0)))
+        best = max(s["dice_mean"] for s in ok)
+        near = [s for s in ok if s["dice_mean"] >= best - dice_tie]
+        return min(near, key=lambda s: (_fp(s) or 0.0, -s["dice_mean"], s["min_area_fraction"],
+                                        s.get("min_peak_probability", 0.0)))
     return min(sweep, key=lambda s: (_fp(s), -s["dice_mean"]))
 
 
@@ -98,7 +106,8 @@ def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
         "selection": (f"best mean Dice among (threshold, min_area_fraction, "
                       f"min_peak_probability) with a tumour "
                       f"predicted on <= {max_fp_scan_rate:.0%} of validation tumour-free "
-                      "scans; chosen on validation only" if limit_met else
+                      f"scans, Dice within {DICE_TIE} of the best a tie settled by fewer "
+                      "tumour-free scans flagged; chosen on validation only" if limit_met else
                       f"NO setting met the limit of {max_fp_scan_rate:.0%} tumour-free scans "
                       "flagged: the one flagging the fewest (best Dice among ties); chosen on "
                       "validation only"),
