@@ -128,7 +128,11 @@ def _assign(model, convs):
             raise RecoverError(f"layer {layer.name}: {len(hits)} convolutions of that name in "
                                "the bundle, expected 1")
         (pairs if hits else unnamed).append((layer, hits[0] if hits else None))
-    left = sorted(set(range(len(convs))) - {i for _l, i in pairs})
+    taken = [i for _l, i in pairs]
+    if len(set(taken)) != len(taken):
+        twice = next(names[i] for i in taken if taken.count(i) > 1)
+        raise RecoverError(f"the bundle's {twice} matches two layers of the network by name")
+    left = sorted(set(range(len(convs))) - set(taken))
     if len(left) != len(unnamed):
         first = unnamed[0][0].name if unnamed else names[left[0]]
         raise RecoverError(f"the bundle has {len(convs)} convolutions, the network "
