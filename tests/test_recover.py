@@ -82,9 +82,9 @@ def test_batch_norms_are_calibrated_for_training(tmp_path):
     bn = back.get_layer("enc0_1_bn")
     assert not np.allclose(bn.moving_variance, 1.0)   # measured, not left at the identity
     # without calibration (identity statistics) training mode would be another function
+    from edge_runtime.bundle import load_bundle
     folded = R.put_back(back, R.bundle_convolutions(
-        __import__("edge_runtime.bundle", fromlist=["load_bundle"]).load_bundle(
-            tmp_path / "resunet_se_fp32.zip").model_bytes))
+        load_bundle(tmp_path / "resunet_se_fp32.zip").model_bytes))
     assert folded and np.abs(np.asarray(back(x, training=True)) - np.asarray(back(x))).max() > 0.01
 
 
