@@ -39,19 +39,15 @@ RULES = {
 
 
 def neighbours(samples):
-    """-> {key: [keys of the neighbouring slices]}: the scans with an integer key ± 1 and the
-    same (non-empty) patient among ``samples``. Scans without a patient or a numeric key
-    (tumour-free folders) have none."""
-    by_key = {s.key: s for s in samples}
-    out = {}
-    for s in samples:
-        found = []
-        if s.patient and str(s.key).isdigit():
-            for k in (str(int(s.key) - 1), str(int(s.key) + 1)):
-                o = by_key.get(k)
-                if o is not None and o.patient == s.patient:
-                    found.append(k)
-        out[s.key] = found
+    """-> {key: [keys of the neighbouring slices]} (``datasets.slice_neighbours`` at -1 and
+    +1): the scans with an integer key ± 1 and the same patient among ``samples``."""
+    from edge_runtime.datasets import slice_neighbours
+    samples = list(samples)
+    out = {s.key: [] for s in samples}
+    for offset in (-1, 1):
+        for s, j in zip(samples, slice_neighbours(samples, offset)):
+            if j >= 0:
+                out[s.key].append(samples[j].key)
     return out
 
 

@@ -102,6 +102,23 @@ def discover(root):
     return "negatives", samples
 
 
+def slice_neighbours(samples, offset):
+    """-> list, one entry per sample: the position in ``samples`` of the slice ``offset``
+    away in the same series, or -1. A figshare patient's slices are neighbours in one
+    series: the sample whose integer key is ``key + offset`` and whose (non-empty) patient is
+    the same. Scans without a patient or a numeric key (tumour-free folders) have none."""
+    where = {s.key: i for i, s in enumerate(samples)}
+    out = []
+    for s in samples:
+        j = -1
+        if s.patient and str(s.key).isdigit():
+            j = where.get(str(int(s.key) + offset), -1)
+            if j >= 0 and samples[j].patient != s.patient:
+                j = -1
+        out.append(j)
+    return out
+
+
 def split_by_family(samples, val_fraction=0.2, seed=0):
     """Deterministic family-level split, stratified by each family's majority tumour class.
 

@@ -46,6 +46,11 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from the weights of this .keras model (fine-tuning: a new run "
                    "folder, a fresh optimizer and schedule).")
+@click.option("--context", default=0, type=click.IntRange(0, 3),
+              help="Research: also feed this many neighbouring slices on each side as input "
+                   "channels (runs/CONTEXT.md). Such a run is scored by python -m "
+                   "train.context_probe; it cannot be reported at full resolution or "
+                   "exported (the runtime takes one slice).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @click.option("--no-jit", is_flag=True, help="Disable XLA compilation.")
@@ -54,8 +59,8 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
           learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
-          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, strategy, no_jit,
-          report_only, list_only):
+          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, context, strategy,
+          no_jit, report_only, list_only):
     """Train a Res-UNet variant on labelled scans, split by patient family."""
     from train.models import describe
     from train.trainer import TrainConfig, is_chief_process
@@ -81,7 +86,7 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
                       val_fraction=val_fraction, patience=patience, base_filters=base_filters,
                       input_size=input_size, warmup_epochs=warmup_epochs,
                       tumour_centred=tumour_centred, loss=loss, twin_similarity=twin_similarity,
-                      init_from=str(init_from) if init_from else None,
+                      init_from=str(init_from) if init_from else None, context=context,
                       strategy=strategy, jit_compile=not no_jit)
     try:
         from train.models.registry import model_config
@@ -96,7 +101,11 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
         raise SystemExit(exc.exit_code) from None
     click.echo(f"epoch {state['epoch']}: best validation Dice {state['best_val_dice']:.4f} "
                f"(epoch {state['best_epoch']})", err=True)
-    if state.get("finished") and state.get("best_epoch") and is_chief_process(strategy):
+    from train.trainer import saved_context
+    if saved_context(out_dir):
+        click.echo(f"trained with --context {saved_context(out_dir)}: score it with python -m "
+                   f"train.context_probe CONTROL_RUN {out_dir}", err=True)
+    elif state.get("finished") and state.get("best_epoch") and is_chief_process(strategy):
         _report(out_dir)  # multi-worker: the chief only
 
 

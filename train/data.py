@@ -53,6 +53,34 @@ def load_arrays(samples, spec, cache_dir=None, progress=None):
     return images, masks
 
 
+def context_order(context):
+    """The slice offsets of the input channels for ``context`` neighbours on each side:
+    the slice itself first (channel 0), then -1, +1, -2, +2, ..."""
+    if context < 0:
+        raise ValueError(f"context must be >= 0, got {context}")
+    return [0] + [sign * d for d in range(1, context + 1) for sign in (-1, 1)]
+
+
+def with_context(images, samples, context):
+    """(N,S,S) arrays of ``samples`` -> (N,S,S,1+2*context): each scan followed by its
+    neighbouring slices (``context_order``; ``datasets.slice_neighbours`` among
+    ``samples``). A neighbour that is not there is replaced by the next one towards the
+    scan itself, in the end the scan: a single slice, and every tumour-free scan, is its own
+    context. ``context`` 0 returns (N,S,S,1)."""
+    from edge_runtime.datasets import slice_neighbours
+    images = np.asarray(images)
+    if len(images) != len(samples):
+        raise ValueError(f"{len(images)} arrays for {len(samples)} samples")
+    channels = [images]
+    nearer = {-1: np.arange(len(samples)), 1: np.arange(len(samples))}
+    for offset in context_order(context)[1:]:
+        side = 1 if offset > 0 else -1
+        j = np.asarray(slice_neighbours(samples, offset), np.int64)
+        nearer[side] = np.where(j >= 0, j, nearer[side])
+        channels.append(images[nearer[side]])
+    return np.stack(channels, axis=-1)
+
+
 # ---------------------------------------------------------------- tf.data (TensorFlow only)
 
 def _affine_matrix(tf, angle, scale, size):
@@ -69,7 +97,9 @@ def _affine_matrix(tf, angle, scale, size):
 def make_dataset(images, masks, patch_size, batch_size, seed,
                  tumour_centred=0.9, augment=True, max_rotation_deg=15.0, scale_range=0.15):
     """Return (epoch_dataset, steps): ``epoch_dataset(e)`` yields epoch ``e``'s ``steps``
-    batches of (patch (B,P,P,1), mask (B,P,P,1)), the same every time it is asked for.
+    batches of (patch (B,P,P,C), mask (B,P,P,1)), the same every time it is asked for.
+    ``images``: (N,S,S) scans (C = 1) or (N,S,S,C) scans with their context channels
+    (``with_context``): every channel gets the same crop and augmentation.
     ``batch_size`` is the global batch: under tf.distribute each replica gets its share.
 
     Each epoch visits every scan once in a stateless shuffled order. A scan with a tumour
@@ -79,6 +109,7 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     import tensorflow as tf
 
     n, size = images.shape[0], images.shape[1]
+    channels = images.shape[3] if images.ndim == 4 else 1
     if patch_size > size:
         raise ValueError(f"patch_size must be <= the scan size {size}, got {patch_size}")
     images_t = tf.constant(images.astype(np.float32))
@@ -89,7 +120,7 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     def example(epoch, i, idx):
         s = tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_003 + i])
         u = tf.random.stateless_uniform([12], seed=s)
-        img = images_t[idx][..., None]
+        img = images_t[idx] if images.ndim == 4 else images_t[idx][..., None]
         msk = tf.cast(masks_t[idx], tf.float32)[..., None]
         both = tf.concat([img, msk], axis=-1)
         if augment:
@@ -100,7 +131,7 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
             both = tf.raw_ops.ImageProjectiveTransformV3(
                 images=both[None], transforms=m[None], output_shape=[size, size],
                 fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
-        img, msk = both[..., :1], tf.cast(both[..., 1:] >= 0.5, tf.float32)
+        img, msk = both[..., :channels], tf.cast(both[..., channels:] >= 0.5, tf.float32)
         # Patch position.
         fg = tf.where(msk[..., 0] > 0)
         n_fg = tf.shape(fg)[0]
@@ -125,7 +156,7 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
             contrast = 1.0 + (u[10] * 2 - 1) * 0.1
             bright = (u[11] * 2 - 1) * 0.05
             img = tf.clip_by_value(tf.pow(img, gamma) * contrast + bright, 0.0, 1.0)
-        img = tf.ensure_shape(img, [patch_size, patch_size, 1])
+        img = tf.ensure_shape(img, [patch_size, patch_size, channels])
         msk = tf.ensure_shape(msk, [patch_size, patch_size, 1])
         return img, msk
 

@@ -49,6 +49,16 @@ def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE, dice_tie=DICE_TIE):
     return min(sweep, key=lambda s: (_fp(s), -s["dice_mean"]))
 
 
+def refuse_context_run(run_dir, config, what):
+    """Raise ``EdgeSegError`` (one line) when the run in ``run_dir`` was trained with
+    neighbouring slices (``--context``): ``what`` takes one slice, as the runtime does."""
+    if config.get("context"):
+        from edge_runtime.errors import EdgeSegError
+        raise EdgeSegError(f"{run_dir}: trained with --context {config['context']} (neighbouring "
+                           f"slices as input); {what} takes one slice, as the device runtime "
+                           f"does: score it with python -m train.context_probe")
+
+
 def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
                  min_area_fractions=MIN_AREA_FRACTIONS,
                  min_peak_probabilities=MIN_PEAK_PROBABILITIES, max_fp_scan_rate=MAX_FP_SCAN_RATE,
@@ -76,6 +86,7 @@ def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
+    refuse_context_run(run_dir, config, "the full-resolution report")
     samples, info = run_validation_samples(run_dir)
     if limit:
         samples = samples[:limit]

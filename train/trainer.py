@@ -65,6 +65,13 @@ class TrainConfig:
     input_size: int = None
     preprocessing: dict = None
     init_from: str = None   # start from these weights (a .keras model), new optimizer + schedule
+    # Neighbouring slices on each side fed as extra input channels (train.data.with_context;
+    # runs/CONTEXT.md). A research option: the report, export and runtime take one slice.
+    context: int = 0
+
+    @property
+    def input_channels(self):
+        return 1 + 2 * self.context
 
     def preprocessing_spec(self):
         if self.preprocessing:
@@ -114,6 +121,12 @@ def config_from_saved(saved, **override):
     return TrainConfig(**dict({"twin_similarity": 0.0}, **dict(saved, **override)))
 
 
+def saved_context(run_dir):
+    """The ``context`` a run folder was trained with (0: one slice, or no config.json)."""
+    path = Path(run_dir) / "config.json"
+    return int(json.loads(path.read_text()).get("context") or 0) if path.is_file() else 0
+
+
 def make_split(cfg, labelled, negatives, log=None):
     """-> (train, val, train tumour-free, val tumour-free, twins left out of training).
 
@@ -137,8 +150,8 @@ def make_split(cfg, labelled, negatives, log=None):
 def validation_scores(model, images, masks, has_tumour, batch_size=8, threshold=0.5):
     """Per-scan Dice at model resolution on tumour scans; share of tumour-free scans with any
     predicted tumour pixel. A quick in-training proxy; the report uses full resolution."""
-    probs = model.predict(images[..., None].astype(np.float32), batch_size=batch_size,
-                          verbose=0)[..., 0]
+    x = images[..., None] if images.ndim == 3 else images
+    probs = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)[..., 0]
     pred = probs >= threshold
     truth = masks > 0
     inter = (pred & truth).sum(axis=(1, 2))
@@ -270,13 +283,19 @@ def split_record(cfg, tr, va, ntr, nva, twins=()):
 
 def load_split_arrays(cfg, spec, tr, va, ntr, nva, cache):
     """Decode the split -> (x_train, y_train, x_val, y_val, val_has_tumour). A fixed, seeded
-    subset of tumour-free scans joins the training set; all of the validation ones are kept."""
-    from train.data import load_arrays
-    x_tr, y_tr = load_arrays(tr, spec, cache)
-    x_va, y_va = load_arrays(va, spec, cache)
+    subset of tumour-free scans joins the training set; all of the validation ones are kept.
+    Scans are (N,S,S), or (N,S,S,C) with ``cfg.context`` neighbouring slices each side."""
+    from train.data import load_arrays, with_context
+
+    def load(samples):
+        x, y = load_arrays(samples, spec, cache)
+        return (with_context(x, samples, cfg.context) if cfg.context else x), y
+
+    x_tr, y_tr = load(tr)
+    x_va, y_va = load(va)
     if ntr:
-        xn_tr, yn_tr = load_arrays(ntr, spec, cache)
-        xn_va, yn_va = load_arrays(nva, spec, cache)
+        xn_tr, yn_tr = load(ntr)
+        xn_va, yn_va = load(nva)
         k = min(len(ntr), int(round(cfg.negatives_per_epoch * len(tr))))
         pick = np.random.default_rng(cfg.seed).permutation(len(ntr))[:k]
         x_tr = np.concatenate([x_tr, xn_tr[pick]])
@@ -398,10 +417,17 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
                     raise FileNotFoundError(f"{cfg.init_from}: --init-from model not found")
                 model = keras.models.load_model(cfg.init_from, compile=False)
                 log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
+                if model.input_shape[-1] != cfg.input_channels:
+                    from train.models.registry import widen_input
+                    model = widen_input(model, cfg.variant, cfg.preset, cfg.input_channels,
+                                        base_filters=cfg.base_filters, depth=cfg.depth,
+                                        input_size=cfg.input_size, dynamic_size=True)
+                    log(f"input widened to {cfg.input_channels} channels (the neighbours' "
+                        f"weights start at zero)")
             else:
                 model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
                                     depth=cfg.depth, input_size=cfg.input_size,
-                                    dynamic_size=True)
+                                    dynamic_size=True, input_channels=cfg.input_channels)
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                           loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
 

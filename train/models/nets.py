@@ -7,7 +7,8 @@ from train.models import blocks
 
 
 def unet_family(input_size=256, base_filters=16, depth=4, residual=True, attention_gates=False,
-                block_attention=None, batch_size=None, dynamic_size=False, name="resunet"):
+                block_attention=None, batch_size=None, dynamic_size=False, input_channels=1,
+                name="resunet"):
     """A 2-D U-Net: ``depth`` encoder levels with filters base*2**i, a bottleneck with
     base*2**depth filters, and a mirrored decoder.
 
@@ -16,6 +17,8 @@ def unet_family(input_size=256, base_filters=16, depth=4, residual=True, attenti
     block_attention: None, "se" or "cbam" inside every block.
     dynamic_size: accept any height/width divisible by 2**depth (training on patches);
       the weights are the same as for a fixed ``input_size`` model (export, device).
+    input_channels: 1 (a slice; what the device runtime feeds) or more (the slice and its
+      neighbours, ``train.data.with_context``: a research option, not exportable).
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
@@ -27,7 +30,9 @@ def unet_family(input_size=256, base_filters=16, depth=4, residual=True, attenti
                          f"got {block_attention!r}")
     block = blocks.residual_block if residual else blocks.plain_block
     side = None if dynamic_size else input_size
-    inputs = keras.Input((side, side, 1), batch_size=batch_size, name="scan")
+    if input_channels < 1:
+        raise ValueError(f"input_channels must be >= 1, got {input_channels}")
+    inputs = keras.Input((side, side, input_channels), batch_size=batch_size, name="scan")
     x = inputs
     skips = []
     for level in range(depth):

@@ -4,6 +4,8 @@ Variants say which blocks a network uses; presets say how big it is. Names carry
 configuration.
 """
 
+import numpy as np
+
 from train.models.nets import unet_family
 
 VARIANTS = {
@@ -49,10 +51,10 @@ def model_config(variant, preset, **overrides):
     cfg = {k: v for k, v in _lookup(VARIANTS, "variant", variant).items() if k != "description"}
     cfg.update({k: v for k, v in _lookup(PRESETS, "preset", preset).items() if k != "description"})
     unknown = sorted(set(overrides) - {"base_filters", "depth", "input_size", "batch_size",
-                                        "dynamic_size"})
+                                        "dynamic_size", "input_channels"})
     if unknown:
         raise ValueError(f"unknown model overrides {unknown}; allowed: base_filters, depth, "
-                         "input_size, batch_size, dynamic_size")
+                         "input_size, batch_size, dynamic_size, input_channels")
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return cfg
 
@@ -61,3 +63,37 @@ def build_model(variant, preset="edge", **overrides):
     """Build a Keras model: ``build_model("resunet_ag", "edge", input_size=128)``."""
     cfg = model_config(variant, preset, **overrides)
     return unet_family(name=variant, **cfg)
+
+
+def widen_input(model, variant, preset, channels, **overrides):
+    """A new ``variant``/``preset`` network taking ``channels`` input channels, with every
+    weight of ``model`` (a registry network with fewer) copied by layer name. The kernels
+    that read the input get zeros for the new channels, so the new network computes exactly
+    what ``model`` computes on channel 0 until training moves them."""
+    new = build_model(variant, preset, input_channels=channels, **overrides)
+    for layer in new.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        try:
+            old = model.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(f"{model.name}: no layer {layer.name!r} to copy; is it a "
+                             f"{variant} {preset} network?") from None
+        if len(old) != len(weights):
+            raise ValueError(f"{model.name}: layer {layer.name!r} holds {len(old)} weights, "
+                             f"a {variant} {preset} network's {len(weights)}")
+        out = []
+        for w_new, w_old in zip(weights, old):
+            if w_new.shape == w_old.shape:
+                out.append(w_old)
+            elif (w_new.ndim == 4 and w_new.shape[:2] == w_old.shape[:2]
+                  and w_new.shape[3] == w_old.shape[3] and w_old.shape[2] < w_new.shape[2]):
+                k = np.zeros(w_new.shape, w_old.dtype)
+                k[:, :, :w_old.shape[2]] = w_old
+                out.append(k)
+            else:
+                raise ValueError(f"{model.name}: layer {layer.name!r} has a weight of shape "
+                                 f"{w_old.shape}, cannot become {w_new.shape}")
+        layer.set_weights(out)
+    return new
