@@ -22,14 +22,13 @@ The pictured scans come from the figshare brain tumour dataset (Cheng et al., CC
 figure is theirs, with our outlines.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench.samples import add_arguments, open_inputs
+from bench.samples import make_parser, open_inputs
 
 LOW_DICE = 0.5
 PANEL = 224                       # panel side in the figure, pixels
@@ -201,12 +200,8 @@ def to_markdown(budget, picked, bundle_name, source, figure):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.failures", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
+    ap = make_parser("bench.failures", __doc__)
     ap.add_argument("--per-class", type=int, default=3, help="scans shown per class")
-    ap.add_argument("--out", default="bench/results")
-    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     if args.per_class < 1:
         ap.error(f"--per-class must be at least 1, got {args.per_class}")

@@ -20,16 +20,13 @@ Thresholds picked here would be picked on the validation patients themselves: th
 how much there is to gain, it is not a way to choose.
 """
 
-import argparse
-import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from bench.samples import add_arguments, open_inputs
+from bench.samples import make_parser, run_measurement
 
 DEFAULT_THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6)
 
@@ -185,18 +182,9 @@ def render_markdown(result, source):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.inference_tricks", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    ap.add_argument("--out", default="bench/results")
+    ap = make_parser("bench.inference_tricks", __doc__, limit=True)
     ap.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)))
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--limit", type=int, default=None, help="score only the first N scans")
     args = ap.parse_args(argv)
-
-    from edge_runtime.errors import EdgeSegError
-    from edge_runtime.evaluate import to_json
-    from edge_runtime.outputs import atomic_write_bytes
 
     try:
         thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
@@ -205,23 +193,11 @@ def main(argv=None):
     except ValueError:
         ap.error(f"--thresholds must be numbers in (0, 1) separated by commas, got "
                  f"{args.thresholds!r}")
-    if not args.run and not args.data:
-        ap.error("give --run RUN (its validation split) or --data DIR")
-    try:
-        bundle, samples, source = open_inputs(args)
-    except (EdgeSegError, ValueError, OSError) as exc:
-        print(f"inference_tricks: {exc}", file=sys.stderr)
-        return 2
-    result = measure(bundle, samples, thresholds, args.threads, args.limit,
-                     log=lambda m: print(f"inference_tricks: {m}", file=sys.stderr))
-    result["scans"] = source
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "inference_tricks.json", to_json(result).encode())
-    atomic_write_bytes(out / "inference_tricks.md", render_markdown(result, source).encode())
-    print(json.dumps({"written": [str(out / "inference_tricks.md"),
-                                  str(out / "inference_tricks.json")]}))
-    return 0
+    return run_measurement(
+        ap, args, "inference_tricks",
+        lambda bundle, samples, log: measure(bundle, samples, thresholds, args.threads,
+                                             args.limit, log=log),
+        render_markdown, "inference_tricks")
 
 
 if __name__ == "__main__":

@@ -20,21 +20,62 @@ def load_samples(run=None, data=()):
     return samples, f"{', '.join(map(str, data))} ({len(samples)} scans)"
 
 
-def add_arguments(parser):
-    """BUNDLE, --run RUN and --data DIR: what a bench script that runs a bundle over scans
-    takes (``open_inputs`` reads them)."""
+def make_parser(prog, doc, limit=False):
+    """The argument parser of a bench script that runs a bundle over scans (``prog``: the
+    module, ``doc``: its docstring), with BUNDLE, --run RUN, --data DIR, --out DIR and
+    --threads N (and --limit N when ``limit``): ``open_inputs`` reads them."""
+    import argparse
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle")
     parser.add_argument("--run", default=None,
                         help="training run whose validation split to score")
     parser.add_argument("--data", action="append", default=[],
                         help="scan folders (repeatable)")
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--threads", type=int, default=None)
+    if limit:
+        parser.add_argument("--limit", type=int, default=None,
+                            help="score only the first N scans")
+    return parser
 
 
 def open_inputs(args):
-    """-> (bundle, samples, a phrase naming them) for arguments from ``add_arguments``.
+    """-> (bundle, samples, a phrase naming them) for arguments from ``make_parser``.
     Raises ``EdgeSegError``, ``ValueError`` or ``OSError`` (one line) when they cannot be
     used."""
     from edge_runtime.bundle import load_bundle
     bundle = load_bundle(args.bundle)
     samples, source = load_samples(args.run, args.data)
     return bundle, samples, source
+
+
+def run_measurement(ap, args, prog, measure, render, stem):
+    """The rest of the ``main`` of a bench script that runs a bundle over scans -> exit code.
+
+    Opens the inputs (``make_parser``; one line on stderr and 2 when they cannot be used),
+    runs ``measure(bundle, samples, log)`` -> result dict, adds ``scans`` (the phrase naming
+    them) and writes ``STEM.json`` and ``STEM.md`` (``render(result, phrase)``) into
+    ``args.out`` atomically; prints the written paths as one JSON line."""
+    import json
+    import sys
+
+    from edge_runtime.errors import EdgeSegError
+    from edge_runtime.evaluate import to_json
+    from edge_runtime.outputs import atomic_write_bytes
+
+    if not args.run and not args.data:
+        ap.error("give --run RUN (its validation split) or --data DIR")
+    try:
+        bundle, samples, source = open_inputs(args)
+    except (EdgeSegError, ValueError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    result = measure(bundle, samples, lambda m: print(f"{prog}: {m}", file=sys.stderr))
+    result["scans"] = source
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / f"{stem}.json", to_json(result).encode())
+    atomic_write_bytes(out / f"{stem}.md", render(result, source).encode())
+    print(json.dumps({"written": [str(out / f"{stem}.md"), str(out / f"{stem}.json")]}))
+    return 0

@@ -21,14 +21,11 @@ Writes ``slice_context.md`` and ``slice_context.json`` into ``--out``. The rules
 in ``runs/CONTEXT.md``, written before the first score: nothing here is tuned.
 """
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from bench.samples import add_arguments, open_inputs
+from bench.samples import make_parser, run_measurement
 
 # name -> what it does; ``fuse`` implements them.
 RULES = {
@@ -206,36 +203,13 @@ def render_markdown(result, source):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.slice_context", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    ap.add_argument("--out", default="bench/results")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--limit", type=int, default=None, help="score only the first N scans")
+    ap = make_parser("bench.slice_context", __doc__, limit=True)
     args = ap.parse_args(argv)
 
-    from edge_runtime.errors import EdgeSegError
-    from edge_runtime.evaluate import to_json
-    from edge_runtime.outputs import atomic_write_bytes
-
-    if not args.run and not args.data:
-        ap.error("give --run RUN (its validation split) or --data DIR")
-    try:
-        bundle, samples, source = open_inputs(args)
-    except (EdgeSegError, ValueError, OSError) as exc:
-        print(f"slice_context: {exc}", file=sys.stderr)
-        return 2
-    result = measure(bundle, samples, args.threads, args.limit,
-                     log=lambda m: print(f"slice_context: {m}", file=sys.stderr))
-    result["scans"] = source
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "slice_context.json", to_json(result).encode())
-    atomic_write_bytes(out / "slice_context.md", render_markdown(result, source).encode())
-    print(json.dumps({"written": [str(out / "slice_context.md"),
-                                  str(out / "slice_context.json")]}))
-    return 0
-
+    return run_measurement(
+        ap, args, "slice_context",
+        lambda bundle, samples, log: measure(bundle, samples, args.threads, args.limit, log),
+        render_markdown, "slice_context")
 
 if __name__ == "__main__":
     sys.exit(main())
