@@ -80,6 +80,39 @@ def test_widen_input_computes_what_the_network_did_until_training_moves_it():
                     "resunet_se", "tiny", 3)
 
 
+def test_rescale_input_convs_brings_the_input_layer_to_its_initial_size_same_function(
+        tmp_path, capsys):
+    from train import rescale
+    from train.models.registry import he_mean_abs, rescale_input_convs
+
+    net = build_model("resunet_se", "tiny", dynamic_size=True)
+    rng = np.random.default_rng(2)
+    for w in net.weights:
+        w.assign(rng.normal(0, 0.3, w.shape).astype(np.float32) + (
+            1.0 if "variance" in w.path else 0.0))
+    k = net.get_layer("enc0_1_conv")
+    k.set_weights([k.get_weights()[0] * 20])      # as large as a folded kernel
+    x = rng.random((2, 32, 32, 1)).astype(np.float32)
+    before = net.predict(x, verbose=0)
+    done = dict(rescale_input_convs(net))
+    assert set(done) == {"enc0_1_conv", "enc0_shortcut_conv"}      # what reads the input
+    assert done["enc0_1_conv"] > 10
+    kernel = net.get_layer("enc0_1_conv").get_weights()[0]
+    assert np.abs(kernel).mean() == pytest.approx(he_mean_abs(kernel.shape), rel=1e-5)
+    np.testing.assert_allclose(net.predict(x, verbose=0), before, atol=1e-5)
+    # a second pass finds them at their initial size already
+    assert rescale_input_convs(net)[0][1] == pytest.approx(1.0, rel=1e-5)
+
+    src = tmp_path / "m.keras"
+    net.save(src)
+    out = tmp_path / "r.keras"
+    assert rescale.main([str(src), "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_output_change"] < 1e-4 and out.is_file()
+    assert rescale.main([str(src), "--out", str(out)]) == 2       # never overwritten
+    assert "exists" in capsys.readouterr().err
+
+
 def _write_series(root, patients=8, slices=5, size=64):
     """A figshare-layout folder: each patient a series of discs drifting from slice to
     slice, so a neighbour shows where the tumour is."""

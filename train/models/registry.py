@@ -97,3 +97,44 @@ def widen_input(model, variant, preset, channels, **overrides):
                                  f"{w_old.shape}, cannot become {w_new.shape}")
         layer.set_weights(out)
     return new
+
+
+def he_mean_abs(kernel_shape):
+    """The expected mean |w| of a he_normal kernel of this (kh, kw, in, out) shape."""
+    fan_in = int(np.prod(kernel_shape[:3]))
+    return float(np.sqrt(2.0 / fan_in) * np.sqrt(2.0 / np.pi))
+
+
+def rescale_input_convs(model):
+    """Bring the kernels of the convolutions that read the input to their he_normal size
+    (mean |w|), without changing what the network computes -> [(layer name, s), ...].
+
+    Each such convolution (bias-free, followed by its batch norm ``NAME_bn``, as every
+    ``conv_bn_relu``) has its kernel divided by s; the norm's moving mean is divided by s,
+    its moving variance by s², and gamma multiplied by sqrt(var + eps s²) / sqrt(var + eps),
+    which keeps inference exact; in training the norm's batch statistics absorb s. Adam moves
+    each weight by about the learning rate per step, so a kernel s times its initial size
+    learns s times slower: a bundle's folded kernels (``convert.recover``) can be far above
+    it (runs/CONTEXT.md)."""
+    import keras
+    done = []
+    for conv in model.layers:
+        if not isinstance(conv, keras.layers.Conv2D) or conv.input is not model.inputs[0]:
+            continue
+        weights = conv.get_weights()
+        if len(weights) != 1:
+            raise ValueError(f"{model.name}: {conv.name} has a bias; only bias-free "
+                             f"convolutions before a batch norm can be rescaled")
+        try:
+            bn = model.get_layer(conv.name[:-len("_conv")] + "_bn")
+        except ValueError:
+            raise ValueError(f"{model.name}: no batch norm after {conv.name}") from None
+        kernel = weights[0]
+        s = float(np.abs(kernel).mean() / he_mean_abs(kernel.shape))
+        gamma, beta, mean, var = bn.get_weights()
+        eps = bn.epsilon
+        conv.set_weights([kernel / s])
+        bn.set_weights([gamma * np.sqrt(var + eps * s * s) / np.sqrt(var + eps), beta,
+                        mean / s, var / (s * s)])
+        done.append((conv.name, s))
+    return done
