@@ -16,6 +16,7 @@ from pathlib import Path
 from edge_runtime.datasets import discover, split_by_family
 from edge_runtime.errors import EdgeSegError
 from edge_runtime.preprocess import Preprocessing
+from train.report import refuse_context_run
 
 MODEL_FILES = ("best.keras", "last.keras")
 
@@ -184,7 +185,7 @@ def open_source(path):
         cfg_path = path / "config.json"
         config = _read_json(cfg_path) if cfg_path.is_file() else {}
         report = _read_json(path / "report.json") if (path / "report.json").is_file() else None
-        _refuse_context(path, config)
+        refuse_context_run(path, config, "a bundle", SourceError)
         return Source(model, path.resolve().name, config, report, path)
     if path.is_file():
         if path.suffix != ".keras":
@@ -192,17 +193,10 @@ def open_source(path):
                               f"got a {path.suffix or 'suffix-less'} file")
         cfg_path = path.parent / "config.json"
         config = _read_json(cfg_path) if cfg_path.is_file() else {}
-        _refuse_context(path, config)
+        refuse_context_run(path, config, "a bundle", SourceError)
         return Source(path, path.parent.name if config else path.stem, config, None,
                       path.parent if config else None)
     raise SourceError(f"{path}: no such run folder or .keras file")
-
-
-def _refuse_context(path, config):
-    if config.get("context"):
-        raise SourceError(f"{path}: trained with --context {config['context']} (neighbouring "
-                          f"slices as input); a bundle takes one slice, as the device runtime "
-                          f"does: it cannot be exported")
 
 
 def _read_json(path):

@@ -170,7 +170,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
 
     with pytest.raises(EdgeSegError, match=r"trained with --context 1 .* takes one slice"):
         final_report(ctx, log=lambda m: None)
-    with pytest.raises(SourceError, match="cannot be exported"):
+    with pytest.raises(SourceError, match="--context 1 .* a bundle takes one slice"):
         open_source(ctx)
     out = CliRunner().invoke(cli_main, ["train", "--out", str(ctx), "--report"])
     assert out.exit_code != 0 and "trained with --context 1" in out.output

@@ -49,14 +49,16 @@ def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE, dice_tie=DICE_TIE):
     return min(sweep, key=lambda s: (_fp(s), -s["dice_mean"]))
 
 
-def refuse_context_run(run_dir, config, what):
-    """Raise ``EdgeSegError`` (one line) when the run in ``run_dir`` was trained with
-    neighbouring slices (``--context``): ``what`` takes one slice, as the runtime does."""
+def refuse_context_run(run_dir, config, what, error=None):
+    """Raise ``error`` (default ``EdgeSegError``; one line) when the run in ``run_dir`` was
+    trained with neighbouring slices (``--context``): ``what`` takes one slice, as the
+    runtime does."""
     if config.get("context"):
         from edge_runtime.errors import EdgeSegError
-        raise EdgeSegError(f"{run_dir}: trained with --context {config['context']} (neighbouring "
-                           f"slices as input); {what} takes one slice, as the device runtime "
-                           f"does: score it with python -m train.context_probe")
+        raise (error or EdgeSegError)(
+            f"{run_dir}: trained with --context {config['context']} (neighbouring slices as "
+            f"input); {what} takes one slice, as the device runtime does: score it with "
+            f"python -m train.context_probe")
 
 
 def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
