@@ -59,6 +59,15 @@ def load_rows(path):
     return (p.name if p.is_dir() else p.stem), rows
 
 
+def scan_row(sample, pred, truth):
+    """The row ``compare`` needs of one scored scan (``datasets.Sample``, bool masks)."""
+    tp, fp, fn, tn = metrics.confusion(pred, truth)
+    return {"key": sample.key, "family": sample.family, "label_name": sample.label_name,
+            "has_tumour": sample.has_tumour, "status": "ok",
+            "dice": metrics.dice_from_counts(tp, fp, fn),
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn, "any_tumour_predicted": bool(pred.any())}
+
+
 def _paired(rows_a, rows_b):
     """Match two row lists by scan key; only scans scored ok in both count."""
     a = {r["key"]: r for r in rows_a}

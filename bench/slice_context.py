@@ -62,15 +62,6 @@ def fuse(rule, own, nbrs):
     return 0.5 * own + 0.5 * stack.mean(0)
 
 
-def _row(sample, pred, truth):
-    from edge_runtime import metrics
-    tp, fp, fn, tn = metrics.confusion(pred, truth)
-    return {"key": sample.key, "family": sample.family, "label_name": sample.label_name,
-            "has_tumour": sample.has_tumour, "status": "ok",
-            "dice": metrics.dice_from_counts(tp, fp, fn),
-            "tp": tp, "fp": fp, "fn": fn, "tn": tn, "any_tumour_predicted": bool(pred.any())}
-
-
 def _class_means(values):
     """{class: [values]} -> {class: mean}, plus "all"."""
     out = {c: float(np.mean(v)) for c, v in sorted(values.items()) if v}
@@ -84,7 +75,7 @@ def measure(bundle, samples, threads=None, limit=None, log=print):
     """One model pass over ``samples``; every rule scored on it -> dict (see the module
     docstring). A scan that cannot be read is reported in ``failures`` and left out of
     every rule (and is nobody's neighbour)."""
-    from bench.compare_runs import compare
+    from bench.compare_runs import compare, scan_row
     from edge_runtime import metrics
     from edge_runtime.evaluate import iter_predictions, predict_fn_for_interpreter
     from edge_runtime.interpreter import make_interpreter
@@ -114,7 +105,7 @@ def measure(bundle, samples, threads=None, limit=None, log=print):
             pred = post(fuse(rule, probs[s.key], [probs[n] for n in near[s.key]]))
             if rule == "as shipped":
                 own_pred[s.key] = pred
-            rows[rule].append(_row(s, pred, truths[s.key]))
+            rows[rule].append(scan_row(s, pred, truths[s.key]))
     comparisons = {rule: compare(rows["as shipped"], rows[rule])
                    for rule in RULES if rule != "as shipped"}
 

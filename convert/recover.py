@@ -101,15 +101,6 @@ def _match(layer_name, tensor_names):
     return [i for i, n in enumerate(tensor_names) if pat.search(n.split(";")[0])]
 
 
-def _next_batchnorm(model, conv):
-    """The BatchNormalization layer that takes ``conv``'s output and nothing else, or None."""
-    from keras import layers
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization) and layer.input is conv.output:
-            return layer
-    return None
-
-
 def _assign(model, convs):
     """-> [(Conv2D layer, index into ``convs``)]: by layer name where the converter kept it,
     else (a shared layer's kernel loses its name: CBAM's MLP) the remaining layers and the
@@ -153,6 +144,8 @@ def put_back(model, convs):
     -> [(conv layer, batch-norm layer, folded bias)] for ``calibrate_batchnorm``.
     Raises ``RecoverError`` when a weight is missing, ambiguous or of the wrong shape."""
     from keras import layers
+
+    from train.models.registry import next_batchnorm
     folded = []
     for layer, i in _assign(model, convs):
         _name, kernel, bias = convs[i]
@@ -161,7 +154,7 @@ def put_back(model, convs):
                                f"{tuple(kernel.shape)}, the network's "
                                f"{tuple(layer.kernel.shape)} (another preset or width?)")
         bias = np.zeros(kernel.shape[-1], np.float32) if bias is None else bias
-        bn = _next_batchnorm(model, layer)
+        bn = next_batchnorm(model, layer)
         if bn is not None:
             layer.kernel.assign(kernel)
             _set_batchnorm(bn, bias, np.zeros_like(bias), np.ones_like(bias))

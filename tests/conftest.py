@@ -43,3 +43,36 @@ def tiny_bundle(tiny_tflite_bytes, tmp_path_factory):
                              preset="test", interpreters_verified=["ai-edge-litert"])
     path = tmp_path_factory.mktemp("bundle") / "tiny.zip"
     return write_bundle(path, tiny_tflite_bytes, manifest, "# tiny-test\n\nA test model.\n")
+
+
+def _write_figshare(root, scans):
+    """Write a figshare-layout folder (``images/``, ``masks/``, ``metadata.csv``) at ``root``
+    from dicts with ``index``, ``pid``, ``label``, ``label_name``, ``image`` (uint8 array)
+    and ``mask`` (bool array). -> root."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for s in scans:
+        i = s["index"]
+        Image.fromarray(np.asarray(s["image"], np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.asarray(s["mask"], bool).astype(np.uint8) * 255).save(
+            root / "masks" / f"{i}.png")
+        rows.append({"index": i, "image": f"images/{i}.png", "mask": f"masks/{i}.png",
+                     "label": s["label"], "label_name": s["label_name"], "pid": s["pid"],
+                     "pid_family": s["pid"]})
+    with open(root / "metadata.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def write_figshare():
+    """``write_figshare(root, scans)``: a labelled folder in the figshare layout."""
+    return _write_figshare

@@ -1,12 +1,10 @@
 """``python -m bench.slice_context``: a bundle's maps fused across neighbouring slices."""
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from bench import slice_context
 from edge_runtime.datasets import Sample
@@ -44,37 +42,26 @@ def test_fusion_rules():
         slice_context.fuse("max", own, [a])
 
 
-def _write_series(root):
+def _series():
     """Patient P1: five slices with the same bright square as truth; on slice 3 only its
     left half is bright (a single-slice model sees half the tumour). Patient P2: one slice,
     index 6, with no neighbour."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = []
     for index, pid in [(1, "P1"), (2, "P1"), (3, "P1"), (4, "P1"), (5, "P1"), (6, "P2")]:
         img = np.full((SIZE, SIZE), 10, np.uint8)
         img[BLOB] = 250
         if index == 3:
             img[20:44, 32:44] = 10
-        mask = np.zeros((SIZE, SIZE), np.uint8)
-        mask[BLOB] = 255
-        Image.fromarray(img).save(root / "images" / f"{index}.png")
-        Image.fromarray(mask).save(root / "masks" / f"{index}.png")
-        rows.append({"index": index, "image": f"images/{index}.png",
-                     "mask": f"masks/{index}.png", "label": 2, "label_name": "glioma",
-                     "pid": pid, "pid_family": pid})
-    with open(root / "metadata.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+        mask = np.zeros((SIZE, SIZE), bool)
+        mask[BLOB] = True
+        yield {"index": index, "pid": pid, "label": 2, "label_name": "glioma",
+               "image": img, "mask": mask}
 
 
-def test_slice_context_end_to_end_on_a_series(tmp_path, tiny_bundle):
+def test_slice_context_end_to_end_on_a_series(tmp_path, tiny_bundle, write_figshare):
     from edge_runtime.datasets import discover
     from edge_runtime.evaluate import evaluate_bundle
 
-    data = tmp_path / "series"
-    _write_series(data)
+    data = write_figshare(tmp_path / "series", _series())
     out = tmp_path / "res"
     assert slice_context.main([str(tiny_bundle), "--data", str(data), "--out", str(out)]) == 0
     result = json.loads((out / "slice_context.json").read_text())

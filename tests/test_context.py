@@ -2,7 +2,6 @@
 trained network, and the runs that use them (refused by the report and export, scored by
 ``python -m train.context_probe``)."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -113,35 +112,25 @@ def test_rescale_input_convs_brings_the_input_layer_to_its_initial_size_same_fun
     assert "exists" in capsys.readouterr().err
 
 
-def _write_series(root, patients=8, slices=5, size=64):
-    """A figshare-layout folder: each patient a series of discs drifting from slice to
-    slice, so a neighbour shows where the tumour is."""
-    from PIL import Image
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
+def _series(patients=8, slices=5, size=64):
+    """Each patient a series of discs drifting from slice to slice, so a neighbour shows
+    where the tumour is."""
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[:size, :size]
-    rows, index = [], 0
+    index = 0
     for p in range(patients):
         cy, cx = rng.integers(20, 44, 2)
         for k in range(slices):
             index += 1
             m = (yy - cy - k) ** 2 + (xx - cx) ** 2 <= (6 + k) ** 2
             img = rng.random((size, size)) * 0.3 + 0.6 * m
-            Image.fromarray((img * 255).astype(np.uint8)).save(root / "images" / f"{index}.png")
-            Image.fromarray(m.astype(np.uint8) * 255).save(root / "masks" / f"{index}.png")
-            rows.append({"index": index, "image": f"images/{index}.png",
-                         "mask": f"masks/{index}.png", "label": 1 + p % 3,
-                         "label_name": ("meningioma", "glioma", "pituitary")[p % 3],
-                         "pid": f"P{p}", "pid_family": f"P{p}"})
-    with open(root / "metadata.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+            yield {"index": index, "pid": f"P{p}", "label": 1 + p % 3,
+                   "label_name": ("meningioma", "glioma", "pituitary")[p % 3],
+                   "image": (img * 255).astype(np.uint8), "mask": m}
 
 
 def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, write_figshare):
     from click.testing import CliRunner
 
     from convert.source import SourceError, open_source
@@ -151,8 +140,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
     from train.report import final_report
 
     monkeypatch.setenv("EDGE_SEG_CACHE", str(tmp_path / "cache"))
-    data = tmp_path / "series"
-    _write_series(data)
+    data = write_figshare(tmp_path / "series", _series())
     common = ["train", "--variant", "resunet_se", "--preset", "tiny", "--data", str(data),
               "--epochs", "2", "--batch-size", "8", "--patch-size", "32", "--lr", "1e-2",
               "--warmup-epochs", "0", "--no-jit"]

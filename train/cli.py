@@ -102,8 +102,9 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
     click.echo(f"epoch {state['epoch']}: best validation Dice {state['best_val_dice']:.4f} "
                f"(epoch {state['best_epoch']})", err=True)
     from train.trainer import saved_context
-    if saved_context(out_dir):
-        click.echo(f"trained with --context {saved_context(out_dir)}: score it with python -m "
+    trained_context = saved_context(out_dir)
+    if trained_context:
+        click.echo(f"trained with --context {trained_context}: score it with python -m "
                    f"train.context_probe CONTROL_RUN {out_dir}", err=True)
     elif state.get("finished") and state.get("best_epoch") and is_chief_process(strategy):
         _report(out_dir)  # multi-worker: the chief only

@@ -26,12 +26,12 @@ THRESHOLD = 0.5
 
 
 def proxy_rows(run_dir, checkpoint="last.keras", cache=None, log=print):
-    """-> (rows for ``bench.compare_runs.compare``, validation keys) of ``run_dir``'s
+    """-> rows for ``bench.compare_runs.compare`` of ``run_dir``'s
     ``checkpoint`` on its validation split at model resolution (module docstring)."""
     import keras
 
     import train.models  # noqa: F401 - registers the custom layers for loading
-    from edge_runtime import metrics
+    from bench.compare_runs import scan_row
     from edge_runtime.evaluate import run_validation_samples
     from train.data import default_cache_dir, load_arrays, with_context
     from train.trainer import config_from_saved, saved_context
@@ -53,16 +53,7 @@ def proxy_rows(run_dir, checkpoint="last.keras", cache=None, log=print):
     log(f"{run_dir.name}: scoring {checkpoint} on {len(samples)} validation scans "
         f"(context {context})")
     probs = model.predict(x.astype(np.float32), batch_size=8, verbose=0)[..., 0]
-    rows = []
-    for s, p, t in zip(samples, probs, y):
-        pred, truth = p >= THRESHOLD, t > 0
-        tp, fp, fn, tn = metrics.confusion(pred, truth)
-        rows.append({"key": s.key, "family": s.family, "label_name": s.label_name,
-                     "has_tumour": s.has_tumour, "status": "ok",
-                     "dice": metrics.dice_from_counts(tp, fp, fn),
-                     "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-                     "any_tumour_predicted": bool(pred.any())})
-    return rows
+    return [scan_row(s, p >= THRESHOLD, t > 0) for s, p, t in zip(samples, probs, y)]
 
 
 def probe(control, context_run, checkpoint="last.keras", out=None, log=print):

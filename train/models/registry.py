@@ -105,11 +105,20 @@ def he_mean_abs(kernel_shape):
     return float(np.sqrt(2.0 / fan_in) * np.sqrt(2.0 / np.pi))
 
 
+def next_batchnorm(model, conv):
+    """The BatchNormalization layer that takes ``conv``'s output and nothing else, or None."""
+    import keras
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.input is conv.output:
+            return layer
+    return None
+
+
 def rescale_input_convs(model):
     """Bring the kernels of the convolutions that read the input to their he_normal size
     (mean |w|), without changing what the network computes -> [(layer name, s), ...].
 
-    Each such convolution (bias-free, followed by its batch norm ``NAME_bn``, as every
+    Each such convolution (bias-free, followed by its batch norm, as in every
     ``conv_bn_relu``) has its kernel divided by s; the norm's moving mean is divided by s,
     its moving variance by s², and gamma multiplied by sqrt(var + eps s²) / sqrt(var + eps),
     which keeps inference exact; in training the norm's batch statistics absorb s. Adam moves
@@ -125,10 +134,9 @@ def rescale_input_convs(model):
         if len(weights) != 1:
             raise ValueError(f"{model.name}: {conv.name} has a bias; only bias-free "
                              f"convolutions before a batch norm can be rescaled")
-        try:
-            bn = model.get_layer(conv.name[:-len("_conv")] + "_bn")
-        except ValueError:
-            raise ValueError(f"{model.name}: no batch norm after {conv.name}") from None
+        bn = next_batchnorm(model, conv)
+        if bn is None:
+            raise ValueError(f"{model.name}: no batch norm after {conv.name}")
         kernel = weights[0]
         s = float(np.abs(kernel).mean() / he_mean_abs(kernel.shape))
         gamma, beta, mean, var = bn.get_weights()
