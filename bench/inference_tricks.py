@@ -13,7 +13,9 @@ number in the README; ``--data`` alone scores every scan in those folders. A thi
 keeps fewer of the regions the bundle reports (``COMPONENT_RULES``: only the largest, only
 those at least a quarter of the largest, only the most confident) and scores each rule per
 tumour class: it tells whether the errors are stray specks a rule could drop, or lie inside
-the tumour region itself. Writes ``inference_tricks.md`` and ``inference_tricks.json`` into
+the tumour region itself. The same pass also reshapes the bundle's mask (``SHAPE_RULES``:
+holes filled, grown or shrunk by one pixel): it tells whether the outlines are hollow, or
+too tight or too loose all round. Writes ``inference_tricks.md`` and ``inference_tricks.json`` into
 ``--out``.
 
 Thresholds picked here would be picked on the validation patients themselves: the table says
@@ -39,6 +41,40 @@ COMPONENT_RULES = {
 }
 
 
+# How a rule reshapes the bundle's mask (at the scan's own size).
+SHAPE_RULES = {
+    "fill holes": "tumour-free pockets enclosed by a region (not touching the scan's edge) "
+                  "filled",
+    "grow 1 px": "every region grown by one pixel (4-neighbours)",
+    "shrink 1 px": "every region shrunk by one pixel (4-neighbours)",
+}
+
+
+def _neighbours_all(mask):
+    """-> bool array: the pixels whose 4 neighbours (inside the scan) are all in ``mask``."""
+    out = mask.copy()
+    out[1:] &= mask[:-1]
+    out[:-1] &= mask[1:]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    return out
+
+
+def reshape_mask(rule, mask):
+    """-> bool mask: ``mask`` reshaped by ``rule`` (a key of ``SHAPE_RULES``)."""
+    from edge_runtime.postprocess import label_components
+    if rule not in SHAPE_RULES:
+        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(SHAPE_RULES)}")
+    mask = np.asarray(mask, bool)
+    if rule == "grow 1 px":
+        return ~_neighbours_all(~mask)
+    if rule == "shrink 1 px":
+        return _neighbours_all(mask)
+    labels, _count = label_components(~mask)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return mask | (~np.isin(labels, edge) & (labels > 0))
+
+
 def select_components(rule, area, peak, kept):
     """-> bool array: the components (of ``area``/``peak``, already ``kept`` by the bundle's
     filters) that ``rule`` (a key of ``COMPONENT_RULES``) keeps."""
@@ -56,15 +92,16 @@ def select_components(rule, area, peak, kept):
 
 
 def measure_components(bundle, samples, predict_fn, limit=None):
-    """One model pass; every ``COMPONENT_RULES`` rule scored on it -> (list of dicts: rule,
-    dice_mean, dice per class, fp_scan_rate, missed_scans, dice_mean_change; failures)."""
+    """One model pass; every ``COMPONENT_RULES`` and ``SHAPE_RULES`` rule scored on it ->
+    (list of dicts: rule, meaning, dice_mean, dice per class, fp_scan_rate, missed_scans,
+    dice_mean_change against the bundle as shipped; failures)."""
     from edge_runtime import metrics
     from edge_runtime.evaluate import iter_predictions
-    from edge_runtime.postprocess import component_stats, min_pixels_for
+    from edge_runtime.postprocess import component_stats, min_pixels_for, postprocess
 
     samples = list(samples)[:limit] if limit else list(samples)
     acc = {r: {"dice": [], "classes": [], "fp": 0, "free": 0, "missed": 0}
-           for r in COMPONENT_RULES}
+           for r in [*COMPONENT_RULES, *SHAPE_RULES]}
     failures = []
     for row, _s, _scan, truth, prob in iter_predictions(
             samples, predict_fn, bundle.preprocessing, 1,
@@ -73,9 +110,17 @@ def measure_components(bundle, samples, predict_fn, limit=None):
         kept = ((area >= min_pixels_for(bundle.min_area_fraction, truth.size))
                 & (peak >= bundle.min_peak_probability))
         truth_px = int(truth.sum())
+        shipped = None
         for rule, a in acc.items():
-            keep = select_components(rule, area, peak, kept)
-            pred_px, tp = int(area[keep].sum()), int(inside[keep].sum())
+            if rule in COMPONENT_RULES:
+                keep = select_components(rule, area, peak, kept)
+                pred_px, tp = int(area[keep].sum()), int(inside[keep].sum())
+            else:
+                if shipped is None:
+                    shipped = postprocess(prob, bundle.threshold, bundle.min_area_fraction,
+                                          bundle.min_peak_probability)
+                pred = reshape_mask(rule, shipped)
+                pred_px, tp = int(pred.sum()), int((pred & (truth > 0)).sum())
             if truth_px:
                 a["dice"].append(metrics.dice_from_counts(tp, pred_px - tp, truth_px - tp))
                 a["classes"].append(row.get("label_name") or "tumour")
@@ -86,7 +131,7 @@ def measure_components(bundle, samples, predict_fn, limit=None):
     out = []
     for rule, a in acc.items():
         dice, classes = np.array(a["dice"], float), np.array(a["classes"], dtype=object)
-        out.append({"rule": rule, "meaning": COMPONENT_RULES[rule],
+        out.append({"rule": rule, "meaning": {**COMPONENT_RULES, **SHAPE_RULES}[rule],
                     "dice_mean": float(dice.mean()) if dice.size else None,
                     "dice_by_class": {c: float(dice[classes == c].mean())
                                       for c in sorted(set(a["classes"]))},
@@ -134,7 +179,8 @@ def measure(bundle, samples, thresholds=DEFAULT_THRESHOLDS, threads=None, limit=
             p[f"{k}_change"] = p[k] - base[k]
     t = time.perf_counter()
     components, failed = measure_components(bundle, samples, plain, limit=limit)
-    log(f"{len(COMPONENT_RULES)} region rules in {time.perf_counter() - t:.0f} s")
+    log(f"{len(COMPONENT_RULES) + len(SHAPE_RULES)} region and shape rules in "
+        f"{time.perf_counter() - t:.0f} s")
     failures += failed
     return {"bundle": bundle.name, "threshold": bundle.threshold,
             "min_area_fraction": bundle.min_area_fraction,
@@ -165,9 +211,10 @@ def render_markdown(result, source):
     comps = result.get("components") or []
     if comps:
         classes = sorted({c for r in comps for c in r["dice_by_class"]})
-        lines += ["", f"Keeping fewer of the regions the bundle reports (threshold "
-                      f"{result['threshold']}, the same single pass; Dice per scan with a "
-                      "tumour):", "",
+        lines += ["", f"Keeping fewer of the regions the bundle reports, or reshaping them "
+                      f"(threshold {result['threshold']}, the same single pass; Dice per scan "
+                      "with a tumour; the shape rules: "
+                      + "; ".join(f"{k}: {v}" for k, v in SHAPE_RULES.items()) + "):", "",
                   "| rule | Dice | change | " + " | ".join(classes)
                   + " | tumour-free flagged | missed |",
                   "|---|---|---|" + "---|" * len(classes) + "---|---|"]

@@ -42,6 +42,32 @@ def test_region_rules_pick_among_the_regions_the_bundle_kept():
         pick("biggest", area, peak, kept)
 
 
+def test_shape_rules_fill_enclosed_holes_and_grow_or_shrink_by_one_pixel():
+    mask = np.zeros((9, 9), bool)
+    mask[1:6, 1:6] = True
+    mask[3, 3] = False                       # a hole inside the square
+    mask[:, 7] = True                        # a bar from edge to edge...
+    mask[4, 8] = False                       # ...beside an edge pixel: not a hole
+    reshape = inference_tricks.reshape_mask
+    filled = reshape("fill holes", mask)
+    assert filled[3, 3] and not filled[4, 8]
+    assert (filled ^ mask).sum() == 1
+    assert not reshape("fill holes", np.zeros((4, 4), bool)).any()
+
+    dot = np.zeros((5, 5), bool)
+    dot[2, 2] = True
+    grown = reshape("grow 1 px", dot)
+    assert grown.sum() == 5 and grown[1, 2] and grown[2, 1] and not grown[1, 1]
+    assert reshape("shrink 1 px", grown).tolist() == dot.tolist()
+    # the scan's edge is not tumour-free: a region along it keeps its edge row
+    edge = np.zeros((4, 4), bool)
+    edge[:2] = True
+    assert reshape("shrink 1 px", edge).tolist() == [[True] * 4, [False] * 4,
+                                                     [False] * 4, [False] * 4]
+    with pytest.raises(ValueError, match="unknown rule 'close'; allowed: fill holes"):
+        reshape("close", mask)
+
+
 def test_inference_tricks_on_the_shipped_examples(tmp_path, capsys):
     out = tmp_path / "res"
     rc = inference_tricks.main([str(ROOT / "edge_runtime" / "models" / "default.zip"),
@@ -58,7 +84,7 @@ def test_inference_tricks_on_the_shipped_examples(tmp_path, capsys):
     assert tta["dice_mean"] != base["dice_mean"]          # the mirror pass really ran
     # the region rules' own pass reproduces the bundle as shipped, then varies it
     rules = {r["rule"]: r for r in result["components"]}
-    assert list(rules) == list(inference_tricks.COMPONENT_RULES)
+    assert list(rules) == [*inference_tricks.COMPONENT_RULES, *inference_tricks.SHAPE_RULES]
     assert rules["all (as shipped)"]["dice_mean"] == pytest.approx(base["dice_mean"], abs=1e-9)
     assert rules["all (as shipped)"]["dice_mean_change"] == 0.0
     assert rules["all (as shipped)"]["missed_scans"] == base["missed_scans"]
@@ -66,7 +92,9 @@ def test_inference_tricks_on_the_shipped_examples(tmp_path, capsys):
     assert set(rules["largest only"]["dice_by_class"]) == {"tumour"}
     md = (out / "inference_tricks.md").read_text()
     assert "| flip TTA | 0.50 |" in md and "examples" in md
-    assert "| largest only |" in md
+    assert "| largest only |" in md and "| fill holes |" in md
+    # growing the outline adds pixels: the Dice moves either way, never stays identical
+    assert rules["grow 1 px"]["dice_mean"] != rules["shrink 1 px"]["dice_mean"]
 
 
 def test_inference_tricks_bad_arguments_are_one_line(tmp_path, capsys):
