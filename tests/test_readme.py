@@ -1,6 +1,8 @@
-"""The README's promises that a file can check: the quick start, CI's command, its links."""
+"""The README's promises that a file can check: the quick start, CI's command, its links, its
+headline numbers."""
 
 import re
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,3 +37,67 @@ def test_relative_links_point_at_files():
         if "://" in target or target.startswith("mailto:"):
             continue
         assert (ROOT / target).exists(), f"README links to a missing file: {target}"
+
+
+def _row(text, starts):
+    rows = [line for line in text.splitlines() if line.startswith(starts)]
+    assert len(rows) == 1, f"README: expected one table row starting {starts!r}, got {rows}"
+    return rows[0]
+
+
+def test_headline_numbers_are_the_committed_results():
+    """The targets table and the per-class table quote the shipped bundle's manifest, its
+    run's report.json and bench/results/speed_vs_paper.json: re-running those commands and
+    committing their files without updating the README (or the reverse) fails here."""
+    import json
+    results = _section("Results (honest status: accuracy targets NOT reached)")
+    run = re.search(r"\*\*shipped\*\* \(`([^`]+)`", results).group(1)
+    bundle = ROOT / "edge_runtime" / "models" / "default.zip"
+    with zipfile.ZipFile(bundle) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        model_bytes = z.getinfo("model.tflite").file_size
+    assert manifest["name"] == f"{run}_drq", "the README names another run than the bundle"
+    summary = json.loads((ROOT / "runs" / run / "report.json").read_text())["summary"]
+    boot = summary["by_patient"]["bootstrap"]
+
+    dice = _row(results, "| mean per-scan Dice ≥ 0.82")
+    lo, hi = boot["dice_mean_ci95"]
+    assert f"**{summary['dice_mean']:.3f}**" in dice and f"{lo:.3f}–{hi:.3f}" in dice
+    miou = _row(results, "| 2-class mIoU")
+    lo, hi = boot["miou_2class_pooled_ci95"]
+    assert f"**{summary['miou_2class_pooled']:.3f}**" in miou and f"{lo:.3f}–{hi:.3f}" in miou
+
+    m = manifest["metrics"]
+    drq = _row(results, "| Dice drop after DRQ")
+    assert f"**{m['drop']['dice']:+.4f}**" in drq
+    assert f"({m['float']['dice']:.4f} → {m['converted']['dice']:.4f})" in drq
+    free = summary["tumour_free"]
+    flagged = _row(results, "| tumour-free scans flagged ≤ 5 %")
+    lo, hi = free["fp_scan_rate_ci95"]
+    assert (f"**{100 * free['fp_scan_rate']:.1f} %** ({free['fp_scans']} of {free['n']}, "
+            f"Wilson interval {100 * lo:.1f}–{100 * hi:.1f} %") in flagged
+    assert m["converted"]["fp_scan_rate"] == free["fp_scan_rate"]   # "the same after DRQ"
+    size = _row(results, "| bundle ≤ 2.5 MB")
+    assert f"**{bundle.stat().st_size / 1e6:.2f} MB**" in size
+
+    speed = json.loads((ROOT / "bench" / "results" / "speed_vs_paper.json").read_text())
+    timed = [r for r in speed["report"]["results"] if r["model"].endswith("default.zip")]
+    # the model timed is the one shipped (its card may have been re-worded since)
+    assert timed and {(r["name"], r["model_bytes"]) for r in timed} == {(manifest["name"],
+                                                                         model_bytes)}
+    times = _row(results, "| ≥ 15× faster")
+    for r in speed["ratios"]:
+        label = "1 thread" if r["threads"] == 1 else f"{r['threads']} threads"
+        assert f"**{r['speedup']:.1f}×** ({label})" in times
+        assert _row(results, f"| {r['threads']} | {r['edge_ms_p50']:.1f} | "
+                             f"{r['paper_ms_p50']:.1f} | {r['speedup']:.1f}× |")
+
+    for name, c in summary["by_class"].items():
+        row = _row(results, f"| {name} | {c['n']} |")
+        assert row.startswith(f"| {name} | {c['n']} | {c['dice_mean']:.3f} (")
+        assert f"| {c['miou_2class_pooled']:.3f} (" in row
+        assert f"| {c['missed_scans']} (" in row
+    row = _row(results, "| all with a tumour |")
+    assert row.startswith(f"| all with a tumour | {summary['tumour']['n']} | "
+                          f"{summary['dice_mean']:.3f} (")
+    assert f"| {summary['tumour']['missed_scans']} (" in row
