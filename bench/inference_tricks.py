@@ -50,26 +50,17 @@ SHAPE_RULES = {
 }
 
 
-def _neighbours_all(mask):
-    """-> bool array: the pixels whose 4 neighbours (inside the scan) are all in ``mask``."""
-    out = mask.copy()
-    out[1:] &= mask[:-1]
-    out[:-1] &= mask[1:]
-    out[:, 1:] &= mask[:, :-1]
-    out[:, :-1] &= mask[:, 1:]
-    return out
-
-
 def reshape_mask(rule, mask):
     """-> bool mask: ``mask`` reshaped by ``rule`` (a key of ``SHAPE_RULES``)."""
+    from edge_runtime.metrics import boundary
     from edge_runtime.postprocess import label_components
     if rule not in SHAPE_RULES:
         raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(SHAPE_RULES)}")
     mask = np.asarray(mask, bool)
-    if rule == "grow 1 px":
-        return ~_neighbours_all(~mask)
+    if rule == "grow 1 px":      # the scan's edge is not tumour-free: nothing grows past it
+        return mask | boundary(~mask, edge_outside=False)
     if rule == "shrink 1 px":
-        return _neighbours_all(mask)
+        return mask & ~boundary(mask, edge_outside=False)
     labels, _count = label_components(~mask)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     return mask | (~np.isin(labels, edge) & (labels > 0))
@@ -100,8 +91,8 @@ def measure_components(bundle, samples, predict_fn, limit=None):
     from edge_runtime.postprocess import component_stats, min_pixels_for, postprocess
 
     samples = list(samples)[:limit] if limit else list(samples)
-    acc = {r: {"dice": [], "classes": [], "fp": 0, "free": 0, "missed": 0}
-           for r in [*COMPONENT_RULES, *SHAPE_RULES]}
+    rules = {**COMPONENT_RULES, **SHAPE_RULES}
+    acc = {r: {"dice": [], "classes": [], "fp": 0, "free": 0, "missed": 0} for r in rules}
     failures = []
     for row, _s, _scan, truth, prob in iter_predictions(
             samples, predict_fn, bundle.preprocessing, 1,
@@ -110,15 +101,13 @@ def measure_components(bundle, samples, predict_fn, limit=None):
         kept = ((area >= min_pixels_for(bundle.min_area_fraction, truth.size))
                 & (peak >= bundle.min_peak_probability))
         truth_px = int(truth.sum())
-        shipped = None
+        shipped = postprocess(prob, bundle.threshold, bundle.min_area_fraction,
+                              bundle.min_peak_probability)
         for rule, a in acc.items():
             if rule in COMPONENT_RULES:
                 keep = select_components(rule, area, peak, kept)
                 pred_px, tp = int(area[keep].sum()), int(inside[keep].sum())
             else:
-                if shipped is None:
-                    shipped = postprocess(prob, bundle.threshold, bundle.min_area_fraction,
-                                          bundle.min_peak_probability)
                 pred = reshape_mask(rule, shipped)
                 pred_px, tp = int(pred.sum()), int((pred & (truth > 0)).sum())
             if truth_px:
@@ -131,7 +120,7 @@ def measure_components(bundle, samples, predict_fn, limit=None):
     out = []
     for rule, a in acc.items():
         dice, classes = np.array(a["dice"], float), np.array(a["classes"], dtype=object)
-        out.append({"rule": rule, "meaning": {**COMPONENT_RULES, **SHAPE_RULES}[rule],
+        out.append({"rule": rule, "meaning": rules[rule],
                     "dice_mean": float(dice.mean()) if dice.size else None,
                     "dice_by_class": {c: float(dice[classes == c].mean())
                                       for c in sorted(set(a["classes"]))},

@@ -202,5 +202,6 @@ def main(argv=None):
         lambda bundle, samples, log: measure(bundle, samples, args.threads, args.limit, log),
         render_markdown, "slice_context")
 
+
 if __name__ == "__main__":
     sys.exit(main())

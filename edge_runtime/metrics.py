@@ -125,12 +125,18 @@ def mean_iou_2class(tp, fp, fn, tn):
     return sum(ious) / (valid + KERAS_EPSILON)
 
 
-def boundary(mask):
-    """Mask pixels with a 4-neighbour outside the mask (the image edge counts as outside)."""
+def boundary(mask, edge_outside=True):
+    """Mask pixels with a 4-neighbour outside the mask (the image edge counts as outside,
+    unless ``edge_outside`` is False: then only pixels inside the image count)."""
     m = _as_bool(mask, "mask")
-    inner = np.zeros_like(m)
-    inner[1:-1, 1:-1] = (m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1]
-                         & m[1:-1, :-2] & m[1:-1, 2:])
+    inner = m.copy()
+    inner[1:] &= m[:-1]
+    inner[:-1] &= m[1:]
+    inner[:, 1:] &= m[:, :-1]
+    inner[:, :-1] &= m[:, 1:]
+    if edge_outside:
+        inner[[0, -1], :] = False
+        inner[:, [0, -1]] = False
     return m & ~inner
 
 
