@@ -28,9 +28,7 @@ import numpy as np
 
 from edge_runtime import metrics
 from edge_runtime.evaluate import (BOOTSTRAP_RESAMPLES as RESAMPLES, BOOTSTRAP_SEED as SEED,
-                                   family_of, family_totals, patient_draws, rows_from_csv,
-                                   to_json)
-from edge_runtime.outputs import atomic_write_bytes
+                                   family_of, family_totals, patient_draws, rows_from_csv)
 
 PATIENT_CHANGE = 0.01
 
@@ -210,13 +208,10 @@ def main(argv=None):
     md = to_markdown(result, name_a, name_b)
     print(md)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        from bench.samples import write_results
         stem = f"compare_{args.name or f'{name_b}_vs_{name_a}'}"
-        payload = dict(result, a=name_a, b=name_b)
-        atomic_write_bytes(out / f"{stem}.md", md.encode())
-        atomic_write_bytes(out / f"{stem}.json", to_json(payload).encode())
-        print(f"wrote {out / stem}.md and .json", file=sys.stderr)
+        write_results(args.out, stem, md, dict(result, a=name_a, b=name_b))
+        print(f"wrote {Path(args.out) / stem}.md and .json", file=sys.stderr)
     return 0
 
 

@@ -161,14 +161,10 @@ def main(argv=None):
     md = to_markdown(rows, name)
     print(md)
     if args.results:
-        from edge_runtime.evaluate import to_json
-        from edge_runtime.outputs import atomic_write_bytes
-        res = Path(args.results)
-        res.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(res / f"ensemble_{name}.md", md.encode())
-        atomic_write_bytes(res / f"ensemble_{name}.json",
-                           to_json({"name": name, "rows": rows}).encode())
-        print(f"wrote {res / ('ensemble_' + name)}.md and .json", file=sys.stderr)
+        from bench.samples import write_results
+        write_results(args.results, f"ensemble_{name}", md, {"name": name, "rows": rows})
+        print(f"wrote {Path(args.results) / ('ensemble_' + name)}.md and .json",
+              file=sys.stderr)
     return 0
 
 

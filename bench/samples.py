@@ -61,8 +61,6 @@ def run_measurement(ap, args, prog, measure, render, stem):
     import sys
 
     from edge_runtime.errors import EdgeSegError
-    from edge_runtime.evaluate import to_json
-    from edge_runtime.outputs import atomic_write_bytes
 
     if not args.run and not args.data:
         ap.error("give --run RUN (its validation split) or --data DIR")
@@ -73,9 +71,20 @@ def run_measurement(ap, args, prog, measure, render, stem):
         return 2
     result = measure(bundle, samples, lambda m: print(f"{prog}: {m}", file=sys.stderr))
     result["scans"] = source
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / f"{stem}.json", to_json(result).encode())
-    atomic_write_bytes(out / f"{stem}.md", render(result, source).encode())
-    print(json.dumps({"written": [str(out / f"{stem}.md"), str(out / f"{stem}.json")]}))
+    written = write_results(args.out, stem, render(result, source), result)
+    print(json.dumps({"written": [str(p) for p in written]}))
     return 0
+
+
+def write_results(out, stem, md, payload):
+    """Write ``STEM.md`` (the text ``md``) and ``STEM.json`` (``payload``) into the folder
+    ``out``, made if missing, each atomically -> (md path, json path)."""
+    from edge_runtime.evaluate import to_json
+    from edge_runtime.outputs import atomic_write_bytes
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / f"{stem}.md", out / f"{stem}.json"
+    atomic_write_bytes(paths[0], md.encode())
+    atomic_write_bytes(paths[1], to_json(payload).encode())
+    return paths

@@ -88,9 +88,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from bench.compare_runs import CompareError
+    from bench.samples import write_results
     from edge_runtime.errors import EdgeSegError
-    from edge_runtime.evaluate import to_json
-    from edge_runtime.outputs import atomic_write_bytes
 
     try:
         result, md = probe(args.control, args.context_run, args.checkpoint,
@@ -98,12 +97,9 @@ def main(argv=None):
     except (CompareError, EdgeSegError, ValueError, FileNotFoundError, OSError) as exc:
         print(f"context_probe: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"context_probe_{Path(args.control).name}_vs_{Path(args.context_run).name}"
-    atomic_write_bytes(out / f"{stem}.json", to_json(result).encode())
-    atomic_write_bytes(out / f"{stem}.md", md.encode())
-    print(json.dumps({"written": [str(out / f"{stem}.md"), str(out / f"{stem}.json")]}))
+    written = write_results(args.out, stem, md, result)
+    print(json.dumps({"written": [str(p) for p in written]}))
     return 0
 
 
