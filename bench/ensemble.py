@@ -121,10 +121,10 @@ def ensemble(runs, out_dir, checkpoint="best.keras", limit=None, log=print):
 
     import keras
 
-    import train.models  # noqa: F401 - registers the custom layers for loading
+    import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
     from edge_runtime.evaluate import predict_fn_for_keras
-    from train.report import report_predictions
-    from train.trainer import _atomic_json
+    from edge_seg.train.report import report_predictions
+    from edge_seg.train.trainer import _atomic_json
 
     fns = [predict_fn_for_keras(keras.models.load_model(run / checkpoint, compile=False))
            for run, _, _ in members]

@@ -14,7 +14,7 @@
 #     *[w.astype('float16') for w in m.get_weights()])"
 # The shipped model's call (.gpu/run5.sh, 2026-11-24) ran a fourth run beside these (128-px
 # patches, runs/gpu_probes/c3_ft192_p128), so epoch counts will differ a little.
-# Back here: python -m train.soup OUT/ft192_p192 OUT/ft192_p192sd --weight 0.5 --out RUN,
+# Back here: python -m edge_seg.train.soup OUT/ft192_p192 OUT/ft192_p192sd --weight 0.5 --out RUN,
 # then edge-seg train --out RUN --report and edge-seg convert RUN --all --max-drop 0.005.
 set -uo pipefail
 pack="$1"; init="$2"; out="$3"; minutes="${4:-6.1}"
@@ -23,14 +23,14 @@ mkdir -p "$out"
 python3 - "$init" "$out/init.keras" <<'PY' || exit 1
 import sys
 import numpy as np
-from train.models import build_model
+from edge_seg.train.models import build_model
 w = np.load(sys.argv[1])
 m = build_model("resunet_se", "edge", input_size=256, dynamic_size=True)
 m.set_weights([w[f"arr_{i}"].astype("float32") for i in range(len(w.files))])
 m.save(sys.argv[2])
 PY
 stop=$(python3 -c "print($minutes + 0.5)")
-fit=(python3 -m train.portable fit "$pack" --variant resunet_se --patience 1000 --epochs 300
+fit=(python3 -m edge_seg.train.portable fit "$pack" --variant resunet_se --patience 1000 --epochs 300
      --patch-size 192 --minutes "$stop" --fit-to-minutes "$minutes")
 ft=(--init-from "$out/init.keras" --lr 3e-4 --warmup-epochs 1 --batch-size 16)
 "${fit[@]}" "${ft[@]}" --out "$out/ft192_p192" > "$out/ft192_p192.log" 2>&1 &

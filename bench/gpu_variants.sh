@@ -6,7 +6,7 @@
 #   bench/gpu_variants.sh PACK OUT_DIR MINUTES EPOCHS     # EPOCHS for all, stop after MINUTES
 #                                                         # (call again to resume)
 # PACK comes from this machine's data (it travels; the scans do not):
-#   python -m train.portable pack --data ../shared/data/figshare \
+#   python -m edge_seg.train.portable pack --data ../shared/data/figshare \
 #       --negatives ../shared/data/notumor --quality 92 --out .gpu/pack.npz
 # The accelerator machine needs jax and keras>=3 (pip wheels in $WHEELS, if set, are installed
 # to /tmp/site first: that machine has no network). Back here, for each OUT_DIR/<variant>_gpu:
@@ -22,7 +22,7 @@ for v in resunet resunet_ag resunet_se resunet_cbam; do
   else
     budget=(--epochs 300 --fit-to-minutes "$minutes")
   fi
-  python3 -m train.portable fit "$pack" --out "$out/${v}_gpu" --variant "$v" \
+  python3 -m edge_seg.train.portable fit "$pack" --out "$out/${v}_gpu" --variant "$v" \
     --batch-size 32 "${budget[@]}" > "$out/${v}.log" 2>&1 &
 done
 wait

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from bench.paper import CITATION, PAPER_ROWS, paper_ratios
-from train.recipe import training_recipe
+from edge_seg.train.recipe import training_recipe
 
 ROW_FORMATS = ("keras", "fp32", "drq", "fp16", "int8")
 CSV_FIELDS = ("run", "variant", "format", "status", "dice", "miou_2class", "fp_scan_rate",

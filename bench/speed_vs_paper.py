@@ -23,10 +23,10 @@ def build_reference(work, seed=0):
         return path
     import keras
 
-    from convert.export import export_tflite
+    from edge_seg.convert.export import export_tflite
     from edge_runtime.bundle import make_manifest, write_bundle
     from edge_runtime.preprocess import Preprocessing
-    from train.models import build_model
+    from edge_seg.train.models import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model("resunet_ag", "paper")

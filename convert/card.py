@@ -1,6 +1,6 @@
 """The bundle's MODEL_CARD.md, written from its manifest (so the two never disagree).
 
-    python -m convert.card BUNDLE [--report runs/NAME/report.json] --out NEW.zip
+    python -m edge_seg.convert.card BUNDLE [--report runs/NAME/report.json] --out NEW.zip
 
 rewrites the card of an existing bundle from its own manifest (after a change to the card's
 wording), keeping the model and the manifest byte for byte: no conversion, no new gate. The
@@ -157,7 +157,7 @@ def recard(bundle_path, out_path, report=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m convert.card",
+    ap = argparse.ArgumentParser(prog="python -m edge_seg.convert.card",
                                  description="Rewrite a bundle's MODEL_CARD.md from its manifest.")
     ap.add_argument("bundle")
     ap.add_argument("--report", default=None, help="the training run's report.json")

@@ -10,7 +10,7 @@ import click
 from edge_runtime.errors import EXIT_MISSING_EXTRA, EXIT_USAGE, EdgeSegError
 from edge_runtime.formats import DEFAULT_FORMAT, FORMAT_NAMES, FORMATS
 
-from convert.verify import TFLITE_RUNTIME_ENV
+from edge_seg.convert.verify import TFLITE_RUNTIME_ENV
 
 _FORMAT_HELP = "; ".join(f"{f.name}: {f.description}" for f in FORMATS)
 
@@ -68,7 +68,7 @@ def convert(source, formats, all_formats, out_dir, name, max_drop, allow_drop, n
     chosen = list(FORMAT_NAMES) if all_formats else (list(formats) or [DEFAULT_FORMAT])
     if not (-1.0 <= max_drop <= 1.0):
         raise click.BadParameter(f"must be in [-1, 1], got {max_drop}", param_hint="--max-drop")
-    from convert.pipeline import convert_run
+    from edge_seg.convert.pipeline import convert_run
 
     def log(msg):
         click.echo(f"convert: {msg}", err=True)

@@ -73,7 +73,7 @@ class ProbabilityRecorder:
 
 def keras_predict_fn(model, input_size):
     """predict_fn (N, S, S, 1) -> (N, S, S, 1) for a Keras model, any batch size."""
-    from convert.export import fixed_batch_model
+    from edge_seg.convert.export import fixed_batch_model
     dynamic = fixed_batch_model(model, batch_size=None, input_size=input_size)
 
     def predict(batch):
@@ -82,7 +82,7 @@ def keras_predict_fn(model, input_size):
 
 
 def tflite_predict_fn(model_bytes):
-    from convert.verify import litert_interpreter, run_interpreter
+    from edge_seg.convert.verify import litert_interpreter, run_interpreter
     interp = litert_interpreter(model_bytes, threads=None)
     return lambda batch: run_interpreter(interp, batch)
 

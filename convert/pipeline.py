@@ -25,9 +25,9 @@ from edge_runtime.formats import FORMAT_NAMES, get_format
 from edge_runtime.imageio import load_scan
 from edge_runtime.preprocess import prepare_image
 
-from convert.gate import (AccuracyGateError, ProbabilityRecorder, compare, evaluate_converted,
+from edge_seg.convert.gate import (AccuracyGateError, ProbabilityRecorder, compare, evaluate_converted,
                           evaluate_float, evenly_spaced, key_metrics)
-from convert.source import SourceError, open_source
+from edge_seg.convert.source import SourceError, open_source
 
 DEFAULT_MAX_DROP = 0.01
 DEFAULT_CALIBRATION_SCANS = 100
@@ -68,7 +68,7 @@ def _load_inputs(samples, spec):
 
 
 def _converted_io_check(model_bytes, size, fmt):
-    from convert.verify import litert_interpreter
+    from edge_seg.convert.verify import litert_interpreter
     interp = litert_interpreter(model_bytes, threads=1, default_delegates=False)
     want = [1, size, size, 1]
     for kind, details in (("input", interp.get_input_details()),
@@ -168,8 +168,8 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
         float_summary = float_result.summary
         float_metrics = key_metrics(float_summary)
 
-    from convert.export import export_tflite
-    from convert.verify import check_interpreters, run_tflite, xnnpack_partitions
+    from edge_seg.convert.export import export_tflite
+    from edge_seg.convert.verify import check_interpreters, run_tflite, xnnpack_partitions
 
     results = []
     for fmt in formats:
@@ -211,7 +211,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
                                   len(calibration) if calibration is not None else None,
                                   len(gate_samples), tools, source_info)
         manifest["model_sha256"] = hashlib.sha256(item.model_bytes).hexdigest()  # for the card
-        from convert.card import model_card
+        from edge_seg.convert.card import model_card
         item.path = write_bundle(out_dir / bundle_filename(name, item.fmt), item.model_bytes,
                                  manifest, model_card(manifest, src.report))
     return results
@@ -267,7 +267,7 @@ def build_manifest(item, src, spec, name, post, data_info, n_calibration, n_gate
         if key in src.config:
             training[key] = src.config[key]
     if "epochs" in src.config:
-        from train.recipe import training_recipe
+        from edge_seg.train.recipe import training_recipe
         training["recipe"] = training_recipe(src.config, src.state)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -1,6 +1,6 @@
 """A trainable Keras model back from a bundle: the inverse of ``edge-seg convert``.
 
-    python -m convert.recover BUNDLE --data DIR [--negatives DIR] --out runs/NAME \\
+    python -m edge_seg.convert.recover BUNDLE --data DIR [--negatives DIR] --out runs/NAME \\
         [--split-from RUN] [--calibration-scans 32]
     edge-seg train --out runs/NAME --report                    # score it like any run
     edge-seg train ... --init-from runs/NAME/best.keras        # fine-tune it
@@ -68,7 +68,7 @@ def bundle_convolutions(model_bytes):
     """-> [(tensor name, kernel HWIO float32, bias float32 or None)] of the CONV_2D ops of a
     converted model in graph order, weights dequantised (int8 scales, fp16 DEQUANTIZE ops
     undone); a kernel that several ops share (a layer called twice) is listed once."""
-    from convert.verify import litert_interpreter
+    from edge_seg.convert.verify import litert_interpreter
     interp = litert_interpreter(model_bytes, default_delegates=False)
     details = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()   # noqa: SLF001 - the graph; public in litert and tflite
@@ -145,7 +145,7 @@ def put_back(model, convs):
     Raises ``RecoverError`` when a weight is missing, ambiguous or of the wrong shape."""
     from keras import layers
 
-    from train.models.registry import next_batchnorm
+    from edge_seg.train.models.registry import next_batchnorm
     folded = []
     for layer, i in _assign(model, convs):
         _name, kernel, bias = convs[i]
@@ -207,7 +207,7 @@ def calibrate_batchnorm(model, folded, images, batch_size=8):
 
 def agreement(model, model_bytes, images, threshold):
     """How closely the recovered ``model`` computes what the bundle does on ``images``."""
-    from convert.verify import litert_interpreter, run_interpreter
+    from edge_seg.convert.verify import litert_interpreter, run_interpreter
     # the reference kernels: XNNPACK refuses some small int8 graphs, and the weights are
     # what is checked here, not the delegate
     want = run_interpreter(litert_interpreter(model_bytes, default_delegates=False), images)
@@ -221,7 +221,7 @@ def agreement(model, model_bytes, images, threshold):
 def recover_model(bundle, images):
     """-> (Keras model, agreement dict) rebuilt from ``bundle`` (an ``edge_runtime.bundle.
     Bundle``); ``images`` (N, S, S, 1) calibrate the batch norms and check the result."""
-    from train.models import build_model
+    from edge_seg.train.models import build_model
     m = bundle.manifest
     if not m.get("variant") or not m.get("preset"):
         raise RecoverError(f"{bundle.path}: the manifest names no variant and preset")
@@ -245,11 +245,11 @@ def recover(bundle_path, out_dir, data, negatives=(), split_from=None,
     """Write ``out_dir`` (a new run folder) holding the network of the bundle at
     ``bundle_path``. -> the new config dict. Raises ``RecoverError``, ``FileExistsError``,
     ``FileNotFoundError`` or ``edge_runtime.errors.EdgeSegError`` (all one line)."""
-    from convert.gate import evenly_spaced
-    from convert.pipeline import _load_inputs
+    from edge_seg.convert.gate import evenly_spaced
+    from edge_seg.convert.pipeline import _load_inputs
     from edge_runtime.bundle import load_bundle
     from edge_runtime.evaluate import run_split_samples
-    from train.trainer import _atomic_json, _atomic_save
+    from edge_seg.train.trainer import _atomic_json, _atomic_save
 
     out = Path(out_dir)
     if out.exists():
@@ -296,7 +296,7 @@ def recover(bundle_path, out_dir, data, negatives=(), split_from=None,
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m convert.recover",
+    ap = argparse.ArgumentParser(prog="python -m edge_seg.convert.recover",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", help="a bundle (.zip, folder) made by edge-seg convert")
     ap.add_argument("--data", action="append", required=True,

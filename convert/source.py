@@ -16,7 +16,7 @@ from pathlib import Path
 from edge_runtime.datasets import discover, split_by_family
 from edge_runtime.errors import EdgeSegError
 from edge_runtime.preprocess import Preprocessing
-from train.report import refuse_context_run
+from edge_seg.train.report import refuse_context_run
 
 MODEL_FILES = ("best.keras", "last.keras")
 
@@ -70,7 +70,7 @@ class Source:
         size = _first(self.config, "input_size")
         if size is None and self.variant and self.preset:
             try:
-                from train.models.registry import model_config
+                from edge_seg.train.models.registry import model_config
                 size = model_config(self.variant, self.preset)["input_size"]
             except Exception:  # noqa: BLE001 - a foreign run: fall back to the model
                 size = None
@@ -164,7 +164,7 @@ class Source:
     def load_model(self):
         """Load the Keras model (registers the project's custom layers first)."""
         try:
-            import train.models  # noqa: F401 - registers custom layers for deserialisation
+            import edge_seg.train.models  # noqa: F401 - registers custom layers for deserialisation
         except Exception:  # noqa: BLE001 - a foreign model does not need them
             pass
         import keras

@@ -37,7 +37,7 @@ def litert_interpreter(model_bytes, threads=1, default_delegates=True):
     kwargs = {}
     if not default_delegates:
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    from convert.export import quiet_native_stderr
+    from edge_seg.convert.export import quiet_native_stderr
     with quiet_native_stderr():   # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
         interp = Interpreter(model_content=bytes(model_bytes), num_threads=threads, **kwargs)
         interp.allocate_tensors()

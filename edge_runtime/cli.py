@@ -19,8 +19,8 @@ COMMANDS = {
     "eval": ("edge_runtime.commands.evaluate:evaluate",
              "Score a bundle on labelled scans or tumour-free scans.", None),
     "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
-    "train": ("train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
-    "convert": ("convert.cli:convert",
+    "train": ("edge_seg.train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
+    "convert": ("edge_seg.convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "
                 "(needs edge-seg[train]).", "train"),
 }

@@ -17,7 +17,7 @@ import csv
 import hashlib
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm"}
@@ -32,6 +32,7 @@ class Sample:
     label_name: str = "none"
     patient: str = ""
     family: str = ""          # the unit of splitting
+    source: str = ""          # where it came from: the name of the folder ``discover`` read
 
     @property
     def has_tumour(self):
@@ -81,8 +82,22 @@ def read_negatives(root):
             for p in sorted(root.rglob("*")) if _is_image(p)]
 
 
+def source_name(root):
+    """The source a folder's scans are reported under: its own name (``figshare``,
+    ``brisc``, ``notumor``, ...; the resolved name for ``.``)."""
+    root = Path(root)
+    return root.name or root.resolve().name
+
+
 def discover(root):
-    """Return (layout name, samples) for a folder in one of the four layouts."""
+    """Return (layout name, samples) for a folder in one of the four layouts; every sample
+    carries the folder's ``source_name``."""
+    layout, samples = _discover(root)
+    name = source_name(root)
+    return layout, [replace(s, source=name) for s in samples]
+
+
+def _discover(root):
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
@@ -151,3 +166,27 @@ def split_by_family(samples, val_fraction=0.2, seed=0):
     train = [s for s in samples if (s.family or s.key) not in val_fams]
     val = [s for s in samples if (s.family or s.key) in val_fams]
     return train, val
+
+
+def split_by_source(samples, val_fraction=0.2, seed=0, fractions=None):
+    """``split_by_family`` applied to each source (``Sample.source``) on its own, with that
+    source's validation share (``fractions`` {source: fraction}, else ``val_fraction``).
+
+    Returns (train, val), each in the samples' order. A source split alone is split exactly
+    as ``split_by_family`` splits it when it is the only one, so adding a source never moves
+    another source's scans across the split (the shipped run's figshare validation patients
+    stay the validation patients of a run that adds BRISC)."""
+    fractions = dict(fractions or {})
+    by_source = defaultdict(list)
+    for s in samples:
+        by_source[s.source].append(s)
+    unknown = sorted(set(fractions) - set(by_source))
+    if unknown:
+        raise ValueError(f"validation fractions given for {unknown}, which are not among the "
+                         f"sources {sorted(by_source)}")
+    val_ids = set()
+    for name, members in by_source.items():
+        _tr, va = split_by_family(members, float(fractions.get(name, val_fraction)), seed)
+        val_ids.update(id(s) for s in va)
+    return ([s for s in samples if id(s) not in val_ids],
+            [s for s in samples if id(s) in val_ids])

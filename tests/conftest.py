@@ -1,35 +1,21 @@
 """Shared fixtures. Keep this small: add fixtures, do not rewrite others'."""
 
+from pathlib import Path
+
 import pytest
 
 TINY_SIZE = 64
 
 
-def build_tiny_tflite(size=TINY_SIZE):
-    """A tiny deterministic 'segmenter' as TFLite bytes (TensorFlow is used only here).
-
-    Two convolutions with fixed weights: prob = sigmoid(20 * mean3x3(x) - 10), so bright
-    regions of the normalised scan (x near 1) are 'tumour' and a flat scan is not.
-    """
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow import keras
-
-    inp = keras.Input((size, size, 1), batch_size=1)
-    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="tiny_1_conv")(inp)
-    out = keras.layers.Conv2D(1, 1, activation="sigmoid", name="tiny_2_conv")(x)
-    model = keras.Model(inp, out)
-    model.get_layer("tiny_1_conv").set_weights(
-        [np.full((3, 3, 1, 2), 1 / 9, np.float32), np.zeros(2, np.float32)])
-    model.get_layer("tiny_2_conv").set_weights(
-        [np.full((1, 1, 2, 1), 10.0, np.float32), np.full(1, -10.0, np.float32)])
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+FIXTURES = Path(__file__).with_name("fixtures")
+TINY_TFLITE = FIXTURES / f"tiny_{TINY_SIZE}.tflite"
 
 
 @pytest.fixture(scope="session")
 def tiny_tflite_bytes():
-    """fp32 TFLite bytes of the tiny model (input (1, 64, 64, 1))."""
-    return build_tiny_tflite()
+    """fp32 TFLite bytes of the tiny model (input (1, 64, 64, 1)), from the committed
+    fixture (made by ``tests/fixtures/make_tiny_tflite.py``), so no TensorFlow is needed."""
+    return TINY_TFLITE.read_bytes()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from PIL import Image
 
 from edge_runtime import benchmark as B
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 # Every per-model field the JSON and CSV must carry.
 REQUIRED = ("model", "name", "format", "threads", "status", "error", "file_bytes", "size_mb",
             "interpreter", "interpreter_version", "load_ms", "first_ms", "mean_ms", "std_ms",

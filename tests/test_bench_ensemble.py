@@ -53,8 +53,8 @@ def test_the_mean_predictor_averages_the_maps_pixel_by_pixel():
 def test_an_ensemble_of_a_model_and_its_copy_scores_exactly_the_model(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow")
     from test_train import _write_synthetic
-    from train.report import final_report
-    from train.trainer import TrainConfig, train
+    from edge_seg.train.report import final_report
+    from edge_seg.train.trainer import TrainConfig, train
 
     monkeypatch.setenv("EDGE_SEG_CACHE", str(tmp_path / "cache"))
     _write_synthetic(tmp_path / "data", n=20)

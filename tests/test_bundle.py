@@ -16,6 +16,8 @@ from edge_runtime.cli import main
 from edge_runtime.errors import EXIT_BUNDLE, BundleError
 from edge_runtime.preprocess import Preprocessing
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 
 def _members(path):
     with zipfile.ZipFile(path) as zf:

@@ -1,9 +1,9 @@
-"""``python -m convert.card``: a bundle's card rewritten from its manifest, nothing else moved."""
+"""``python -m edge_seg.convert.card``: a bundle's card rewritten from its manifest, nothing else moved."""
 
 import json
 import zipfile
 
-from convert.card import main, model_card
+from edge_seg.convert.card import main, model_card
 from edge_runtime.bundle import load_bundle
 
 

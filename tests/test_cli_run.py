@@ -12,6 +12,8 @@ from edge_runtime import outputs
 from edge_runtime.cli import main
 from edge_runtime.errors import EXIT_BUNDLE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 
 def scan_with_blob(h, w, dtype=np.uint8, value=200):
     arr = np.zeros((h, w), dtype)

@@ -1,6 +1,6 @@
 """Neighbouring slices as input channels (``--context``): stacking, patches, widening a
 trained network, and the runs that use them (refused by the report and export, scored by
-``python -m train.context_probe``)."""
+``python -m bench.context_probe``)."""
 
 import json
 from pathlib import Path
@@ -11,9 +11,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from edge_runtime.datasets import Sample, slice_neighbours  # noqa: E402
-from train.data import context_order, make_dataset, with_context  # noqa: E402
-from train.models import build_model  # noqa: E402
-from train.models.registry import widen_input  # noqa: E402
+from edge_seg.train.data import context_order, make_dataset, with_context  # noqa: E402
+from edge_seg.train.models import build_model  # noqa: E402
+from edge_seg.train.models.registry import widen_input  # noqa: E402
 
 
 def _s(key, patient):
@@ -81,8 +81,8 @@ def test_widen_input_computes_what_the_network_did_until_training_moves_it():
 
 def test_rescale_input_convs_brings_the_input_layer_to_its_initial_size_same_function(
         tmp_path, capsys):
-    from train import rescale
-    from train.models.registry import he_mean_abs, rescale_input_convs
+    from edge_seg.train import rescale
+    from edge_seg.train.models.registry import he_mean_abs, rescale_input_convs
 
     net = build_model("resunet_se", "tiny", dynamic_size=True)
     rng = np.random.default_rng(2)
@@ -133,11 +133,11 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
         tmp_path, monkeypatch, capsys, write_figshare):
     from click.testing import CliRunner
 
-    from convert.source import SourceError, open_source
+    from edge_seg.convert.source import SourceError, open_source
     from edge_runtime.cli import main as cli_main
     from edge_runtime.errors import EdgeSegError
-    from train import context_probe
-    from train.report import final_report
+    from bench import context_probe
+    from edge_seg.train.report import final_report
 
     monkeypatch.setenv("EDGE_SEG_CACHE", str(tmp_path / "cache"))
     data = write_figshare(tmp_path / "series", _series())
@@ -151,7 +151,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
         "--out", str(ctx), "--context", "1", "--init-from", str(control / "best.keras")])
     assert out.exit_code == 0, out.output
     assert "input widened to 3 channels" in out.output
-    assert "score it with python -m train.context_probe" in out.output
+    assert "score it with python -m bench.context_probe" in out.output
     assert not (ctx / "report.json").exists()        # the report takes one slice
     assert json.loads((ctx / "config.json").read_text())["context"] == 1
     assert keras.models.load_model(ctx / "last.keras", compile=False).input_shape[-1] == 3
@@ -175,7 +175,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
     assert t["dice_b"] == pytest.approx(last[ctx], abs=1e-4)
     assert t["n_scans"] == len(json.loads((ctx / "split.json").read_text())["val_keys"])
     md = (res / "context_probe_control_vs_ctx.md").read_text()
-    assert "python -m train.context_probe" in md and "model resolution" in md
+    assert "python -m bench.context_probe" in md and "model resolution" in md
 
     capsys.readouterr()
     assert context_probe.main([str(control), str(tmp_path / "nope"), "--out", str(res)]) == 2

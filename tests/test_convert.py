@@ -16,10 +16,10 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
-from convert import export as E  # noqa: E402
-from convert import verify as V  # noqa: E402
-from convert.cli import convert as convert_cmd  # noqa: E402
-from convert.pipeline import bundle_filename  # noqa: E402
+from edge_seg.convert import export as E  # noqa: E402
+from edge_seg.convert import verify as V  # noqa: E402
+from edge_seg.convert.cli import convert as convert_cmd  # noqa: E402
+from edge_seg.convert.pipeline import bundle_filename  # noqa: E402
 from edge_runtime.errors import EXIT_GATE, EXIT_USAGE  # noqa: E402
 from edge_runtime.formats import FORMAT_NAMES  # noqa: E402
 
@@ -355,7 +355,7 @@ def test_cli_is_registered_lazily_and_imports_no_tensorflow():
     import subprocess
     import sys
     from edge_runtime.cli import COMMANDS
-    assert COMMANDS["convert"][0] == "convert.cli:convert"
+    assert COMMANDS["convert"][0] == "edge_seg.convert.cli:convert"
     code = ("import sys, convert.cli, convert.export, convert.verify, convert.gate, "
             "convert.pipeline, convert.source; "
             "sys.exit(any(m in sys.modules for m in ('tensorflow', 'keras')))")
@@ -365,7 +365,7 @@ def test_cli_is_registered_lazily_and_imports_no_tensorflow():
 # ------------------------------------------------------------------ the project's models
 
 def test_project_tiny_model_converts_at_batch_1():
-    models = pytest.importorskip("train.models")
+    models = pytest.importorskip("edge_seg.train.models")
     model = models.build_model("resunet_ag", "tiny")
     size = model.inputs[0].shape[1] or 64
     b = E.export_tflite(model, "drq", input_size=size)
@@ -385,7 +385,7 @@ def test_paper_preset_sizes():
     Conv2DTranspose) has ~31.4M params, the platform notes' Conv2DTranspose build 32.8M.
     """
     try:
-        from train.models import build_model
+        from edge_seg.train.models import build_model
     except ImportError as exc:
         pytest.skip(f"train.models not available ({exc})")
     model = build_model("resunet_ag", "paper")
@@ -405,8 +405,8 @@ def test_nearest_upsampling_is_exported_into_one_xnnpack_partition():
     """Keras' nearest UpSampling2D becomes TILE (not delegated); export swaps in an exact
     DEPTH_TO_SPACE equivalent so the whole graph runs in XNNPACK."""
     keras = pytest.importorskip("keras")
-    from convert.export import export_tflite
-    from convert.verify import xnnpack_partitions
+    from edge_seg.convert.export import export_tflite
+    from edge_seg.convert.verify import xnnpack_partitions
     from edge_runtime.interpreter import make_interpreter, run_model
 
     inp = keras.Input((None, None, 1))

@@ -15,6 +15,8 @@ from edge_runtime.datasets import discover
 from edge_runtime.evaluate import ROW_FIELDS, evaluate, sweep, write_results
 from edge_runtime.preprocess import Preprocessing
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 S = 64
 SPEC = Preprocessing(input_size=S)
 

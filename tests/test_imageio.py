@@ -12,6 +12,8 @@ from edge_runtime import imageio
 from edge_runtime.errors import InputImageError
 from edge_runtime.imageio import MIN_SIDE, load_scan
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 
 def _gradient(h, w):
     return (np.add.outer(np.arange(h), np.arange(w)) % 256).astype(np.uint8)

@@ -7,6 +7,8 @@ import pytest
 
 from edge_runtime import metrics as M
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 
 def _mask(shape, *boxes):
     m = np.zeros(shape, dtype=bool)

@@ -13,8 +13,8 @@ from test_train import _write_synthetic  # noqa: E402
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    from train.portable import pack
-    from train.trainer import TrainConfig
+    from edge_seg.train.portable import pack
+    from edge_seg.train.trainer import TrainConfig
 
     root = tmp_path_factory.mktemp("portable")
     mp = pytest.MonkeyPatch()
@@ -29,8 +29,8 @@ def packed(tmp_path_factory):
 
 
 def test_pack_holds_the_patient_family_split_and_lossless_masks(packed):
-    from train.portable import load_pack
-    from train.trainer import TrainConfig, gather_samples, make_split
+    from edge_seg.train.portable import load_pack
+    from edge_seg.train.trainer import TrainConfig, gather_samples, make_split
 
     root, cfg, lossless, jpeg = packed
     meta, x_tr, y_tr, x_va, y_va, has_tumour = load_pack(lossless)
@@ -54,7 +54,7 @@ def test_pack_holds_the_patient_family_split_and_lossless_masks(packed):
 def test_fit_stops_on_its_budget_resumes_and_loads_under_tensorflow(packed):
     import keras
 
-    from train.portable import fit
+    from edge_seg.train.portable import fit
 
     root, _, lossless, _ = packed
     run = root / "run"
@@ -69,8 +69,8 @@ def test_fit_stops_on_its_budget_resumes_and_loads_under_tensorflow(packed):
     assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, 11)]
     assert state["best_val_dice"] >= 0.5, state   # whole synthetic discs are easy
     # The patch trainer refuses to resume it (it would silently change the recipe).
-    from train.trainer import TrainConfig, train
-    with pytest.raises(ValueError, match="python -m train.portable fit PACK"):
+    from edge_seg.train.trainer import TrainConfig, train
+    with pytest.raises(ValueError, match="python -m edge_seg.train.portable fit PACK"):
         mine = {k: v for k, v in cfg.items() if k != "trained_with"}
         train(TrainConfig(**dict(mine, strategy="default")), run, resume=True,
               log=lambda m: None)
@@ -80,7 +80,7 @@ def test_fit_stops_on_its_budget_resumes_and_loads_under_tensorflow(packed):
 
 
 def test_fit_to_minutes_shortens_the_schedule_after_the_warm_up(packed):
-    from train.portable import fit
+    from edge_seg.train.portable import fit
 
     root, _, lossless, _ = packed
     run = root / "fitted"
@@ -97,8 +97,8 @@ def test_fit_init_from_starts_from_the_given_weights_and_refuses_a_model_that_do
         packed):
     import keras
 
-    from train.models import build_model
-    from train.portable import fit
+    from edge_seg.train.models import build_model
+    from edge_seg.train.portable import fit
 
     root, _, lossless, _ = packed
     keras.utils.set_random_seed(123)
@@ -114,7 +114,7 @@ def test_fit_init_from_starts_from_the_given_weights_and_refuses_a_model_that_do
     kernels = [(a, b) for a, b in zip(start.weights, tuned.weights) if "kernel" in a.path]
     assert kernels and all(np.allclose(np.asarray(a), np.asarray(b), atol=1e-6)
                            for a, b in kernels)
-    from train.recipe import training_recipe
+    from edge_seg.train.recipe import training_recipe
     assert "from " in training_recipe(cfg)
 
     other = build_model("resunet_se", "tiny", input_size=64, dynamic_size=True)
@@ -129,8 +129,8 @@ def test_fit_init_from_starts_from_the_given_weights_and_refuses_a_model_that_do
 
 
 def test_fit_takes_the_loss_by_name_and_records_it(packed):
-    from train.portable import fit
-    from train.recipe import training_recipe
+    from edge_seg.train.portable import fit
+    from edge_seg.train.recipe import training_recipe
 
     root, _, lossless, _ = packed
     run = root / "scan_dice"
@@ -147,8 +147,8 @@ def test_fit_takes_the_loss_by_name_and_records_it(packed):
 def test_fit_takes_another_preset_at_the_packs_input_size_and_refuses_an_unknown_one(packed):
     import keras
 
-    from train.models import build_model
-    from train.portable import fit
+    from edge_seg.train.models import build_model
+    from edge_seg.train.portable import fit
 
     root, _, lossless, _ = packed
     run = root / "bigger"
@@ -164,7 +164,7 @@ def test_fit_takes_another_preset_at_the_packs_input_size_and_refuses_an_unknown
 
 
 def test_patch_offsets_centre_on_the_tumour_stay_inside_and_refuse_a_bad_size():
-    from train.portable import patch_offsets
+    from edge_seg.train.portable import patch_offsets
 
     masks = np.zeros((50, 64, 64), np.uint8)
     masks[:25, 50:54, 3:7] = 1           # a small tumour near the lower-left edge
@@ -183,7 +183,7 @@ def test_patch_offsets_centre_on_the_tumour_stay_inside_and_refuse_a_bad_size():
 def test_patch_crop_cuts_each_scans_own_patch():
     import keras
 
-    from train.portable import _crop_layer
+    from edge_seg.train.portable import _crop_layer
 
     both = np.random.default_rng(0).random((3, 16, 16, 2)).astype(np.float32)
     corners = np.array([[0, 0], [5, 2], [8, 8]], np.int32)
@@ -193,8 +193,8 @@ def test_patch_crop_cuts_each_scans_own_patch():
 
 
 def test_fit_on_patches_records_the_recipe_and_validates_on_whole_scans(packed):
-    from train.portable import fit
-    from train.recipe import training_recipe
+    from edge_seg.train.portable import fit
+    from edge_seg.train.recipe import training_recipe
 
     root, _, lossless, _ = packed
     run = root / "patches"
@@ -211,12 +211,12 @@ def test_fit_on_patches_records_the_recipe_and_validates_on_whole_scans(packed):
 
 
 def test_score_gives_the_logged_proxy_for_a_saved_model(packed, capsys):
-    from train.portable import main
+    from edge_seg.train.portable import main
 
     root, _, lossless, _ = packed
     run = root / "run"
     if not (run / "best.keras").is_file():
-        from train.portable import fit
+        from edge_seg.train.portable import fit
         fit(lossless, run, epochs=2, batch_size=8, log=lambda m: None)
     best = json.loads((run / "state.json").read_text())["best_val_dice"]
     assert main(["score", str(lossless), str(run / "best.keras")]) == 0

@@ -1,4 +1,4 @@
-"""python -m convert.recover: a trainable network back from a bundle.
+"""python -m edge_seg.convert.recover: a trainable network back from a bundle.
 
 Tiny registry networks (32 px) with random batch-norm statistics, so that folding them into
 the convolutions changes every kernel; converted to each format, recovered, and compared
@@ -13,12 +13,12 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
-from convert import export as E  # noqa: E402
-from convert import recover as R  # noqa: E402
+from edge_seg.convert import export as E  # noqa: E402
+from edge_seg.convert import recover as R  # noqa: E402
 from edge_runtime.bundle import make_manifest, write_bundle  # noqa: E402
 from edge_runtime.preprocess import Preprocessing  # noqa: E402
 from test_convert import TOLERANCE, inputs, write_dataset  # noqa: E402
-from train.models import build_model  # noqa: E402
+from edge_seg.train.models import build_model  # noqa: E402
 
 S = 32
 

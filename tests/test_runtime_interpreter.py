@@ -16,6 +16,8 @@ from edge_runtime.errors import BundleError
 from edge_runtime.interpreter import (ENV_VAR, InterpreterUnavailableError, interpreter_info,
                                       make_interpreter, run_model)
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 PACKAGE = Path(__file__).resolve().parents[1] / "edge_runtime"
 RUNTIME_MODULES = sorted(
     ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")

@@ -7,6 +7,8 @@ import pytest
 
 from edge_runtime.postprocess import findings, label_components, postprocess
 
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
+
 
 def _reference_count(mask):
     """Plain BFS 8-connected component count (slow, obviously correct)."""

@@ -4,11 +4,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from edge_runtime.bundle import default_bundle_path, load_bundle
 from edge_runtime.cli import main
+
+pytestmark = pytest.mark.device  # runs in a device-only install (no TensorFlow)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))

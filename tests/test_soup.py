@@ -11,7 +11,7 @@ pytest.importorskip("tensorflow")
 def _run(root, name, seed, variant="resunet", split=None):
     import keras
 
-    from train.models import build_model
+    from edge_seg.train.models import build_model
     run = root / name
     run.mkdir()
     keras.utils.set_random_seed(seed)
@@ -25,8 +25,8 @@ def _run(root, name, seed, variant="resunet", split=None):
 def test_soup_averages_every_weight_and_writes_a_run_the_report_can_read(tmp_path):
     import keras
 
-    from train.recipe import training_recipe
-    from train.soup import main
+    from edge_seg.train.recipe import training_recipe
+    from edge_seg.train.soup import main
 
     a, b = _run(tmp_path, "a", 1), _run(tmp_path, "b", 2)
     out = tmp_path / "soup"
@@ -46,7 +46,7 @@ def test_soup_averages_every_weight_and_writes_a_run_the_report_can_read(tmp_pat
 def test_soup_takes_runs_that_differ_only_on_the_training_side(tmp_path):
     """One parent left the tumour-free twins out of training: the validation scans, which the
     report scores, are the same, so the two can be averaged; the soup keeps A's split."""
-    from train.soup import main
+    from edge_seg.train.soup import main
 
     a = _run(tmp_path, "a", 1)
     b = _run(tmp_path, "b", 2, split={"val_families": ["1", "2"],
@@ -57,7 +57,7 @@ def test_soup_takes_runs_that_differ_only_on_the_training_side(tmp_path):
 
 
 def test_soup_refuses_runs_that_cannot_be_averaged(tmp_path, capsys):
-    from train.soup import main
+    from edge_seg.train.soup import main
 
     a = _run(tmp_path, "a", 1)
     other_split = _run(tmp_path, "s", 2, split={"val_families": ["3"]})

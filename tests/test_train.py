@@ -9,11 +9,11 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from edge_runtime.datasets import Sample, split_by_family  # noqa: E402
-from train.data import make_dataset  # noqa: E402
-from train.losses import (LOSSES, dice_bce_loss, dice_loss, scan_dice_bce_loss,  # noqa: E402
+from edge_seg.train.data import make_dataset  # noqa: E402
+from edge_seg.train.losses import (LOSSES, dice_bce_loss, dice_loss, scan_dice_bce_loss,  # noqa: E402
                           scan_dice_loss)
-from train.models import VARIANTS, build_model  # noqa: E402
-from train.models.registry import model_config  # noqa: E402
+from edge_seg.train.models import VARIANTS, build_model  # noqa: E402
+from edge_seg.train.models.registry import model_config  # noqa: E402
 
 
 def discs(n, size=64, seed=0):
@@ -147,7 +147,7 @@ def test_scan_dice_counts_every_tumour_alike_and_skips_empty_samples():
 
 
 def test_train_cli_offers_exactly_the_registered_losses():
-    from train.cli import train as train_cmd
+    from edge_seg.train.cli import train as train_cmd
     opt = next(o for o in train_cmd.params if o.name == "loss")
     assert set(opt.type.choices) == set(LOSSES)
     assert opt.default in LOSSES
@@ -164,7 +164,7 @@ def _write_synthetic(root, n=12, size=64):
 
 
 def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, monkeypatch):
-    from train.trainer import TrainConfig, train
+    from edge_seg.train.trainer import TrainConfig, train
 
     monkeypatch.setenv("EDGE_SEG_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "data"
@@ -190,7 +190,7 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
 
     # The final report scores a post-processing grid from one model pass, picks a setting
     # and scores that setting in full; the pick is one of the grid's points, same numbers.
-    from train.report import final_report
+    from edge_seg.train.report import final_report
     rep = final_report(run, thresholds=(0.5,), min_area_fractions=(0.0, 0.01),
                        min_peak_probabilities=(0.0, 0.9), log=lambda m: None)
     assert len(rep["sweep"]) == 4 and rep["dice_mean"] >= 0.6
@@ -224,7 +224,7 @@ def test_train_learns_discs_and_resume_continues_from_the_saved_epoch(tmp_path, 
 
 
 def test_report_choice_respects_the_false_positive_limit():
-    from train.report import choose
+    from edge_seg.train.report import choose
     sweep = [{"threshold": 0.5, "min_area_fraction": a, "dice_mean": d, "fp_scan_rate": f}
              for a, d, f in [(0.0, 0.80, 0.20), (0.001, 0.79, 0.06), (0.002, 0.78, 0.04),
                              (0.003, 0.75, 0.01)]]
@@ -237,7 +237,7 @@ def test_report_choice_respects_the_false_positive_limit():
 def test_report_choice_does_not_buy_false_alarms_with_a_dice_tie():
     """A Dice within DICE_TIE of the best is a tie, settled by fewer tumour-free scans flagged:
     the recovered shipped model chose 14 flags over 8 for +0.0006 Dice without this."""
-    from train.report import DICE_TIE, choose
+    from edge_seg.train.report import DICE_TIE, choose
     sweep = [{"threshold": 0.5, "min_area_fraction": a, "min_peak_probability": p,
               "dice_mean": d, "fp_scan_rate": f}
              for a, p, d, f in [(0.0005, 0.95, 0.7557, 14 / 282), (0.001, 0.98, 0.7551, 8 / 282),

@@ -84,7 +84,7 @@ def test_mirrored_strategy_trains_on_the_single_cpu_device(tmp_path, monkeypatch
 
 
 def test_only_the_chief_task_writes_the_run_folder(monkeypatch):
-    from train.trainer import is_chief_process
+    from edge_seg.train.trainer import is_chief_process
 
     def task(cluster, kind, index):
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,

@@ -51,7 +51,7 @@ def test_drop_twins_leaves_out_only_the_training_copies(tmp_path):
 
 
 def test_new_runs_leave_twins_out_and_old_runs_keep_what_they_trained_on(tmp_path):
-    from train.trainer import TrainConfig, config_from_saved, make_split, split_record
+    from edge_seg.train.trainer import TrainConfig, config_from_saved, make_split, split_record
 
     labelled = []   # the tumour-free side is what this is about
     for i in range(30):

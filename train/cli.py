@@ -49,8 +49,17 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--context", default=0, type=click.IntRange(0, 3),
               help="Research: also feed this many neighbouring slices on each side as input "
                    "channels (runs/CONTEXT.md). Such a run is scored by python -m "
-                   "train.context_probe; it cannot be reported at full resolution or "
+                   "bench.context_probe; it cannot be reported at full resolution or "
                    "exported (the runtime takes one slice).")
+@click.option("--split-by-source", is_flag=True,
+              help="Split each --data/--negatives folder on its own (by its families), so a "
+                   "folder's split does not change when another is added (runs/ROBUST.md).")
+@click.option("--val-fraction-of", "val_fraction_of", multiple=True, metavar="NAME=FRACTION",
+              help="With --split-by-source: the validation share of the folder named NAME "
+                   "(e.g. brisc=0.5); the others take --val-fraction. Repeatable.")
+@click.option("--augment", default="", metavar="NAMES",
+              help="Scanner-difference augmentations, comma-separated: contrast, lowres, "
+                   "blur, bias, noise, jpeg (train.data.SCANNER_AUGMENTATIONS).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @click.option("--no-jit", is_flag=True, help="Disable XLA compilation.")
@@ -59,12 +68,12 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
           learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
-          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, context, strategy,
-          no_jit, report_only, list_only):
+          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, context,
+          split_by_source, val_fraction_of, augment, strategy, no_jit, report_only, list_only):
     """Train a Res-UNet variant on labelled scans, split by patient family."""
-    from train.models import describe
-    from train.trainer import TrainConfig, is_chief_process
-    from train.trainer import train as run_training
+    from edge_seg.train.models import describe
+    from edge_seg.train.trainer import TrainConfig, is_chief_process
+    from edge_seg.train.trainer import train as run_training
 
     if list_only:
         d = describe()
@@ -80,6 +89,14 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
         return
     if not resume and not data:
         raise click.UsageError("--data is required (unless --resume)")
+    fractions = _fractions(val_fraction_of)
+    if fractions and not split_by_source:
+        raise click.UsageError("--val-fraction-of needs --split-by-source")
+    from edge_seg.train.data import check_scanner_augment
+    try:
+        augment = check_scanner_augment(augment.split(","))
+    except ValueError as exc:
+        raise click.UsageError(f"--augment: {exc}") from None
     cfg = TrainConfig(variant=variant, preset=preset, data=list(data),
                       negatives=list(negatives), epochs=epochs, batch_size=batch_size,
                       patch_size=patch_size, learning_rate=learning_rate, seed=seed,
@@ -87,9 +104,11 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
                       input_size=input_size, warmup_epochs=warmup_epochs,
                       tumour_centred=tumour_centred, loss=loss, twin_similarity=twin_similarity,
                       init_from=str(init_from) if init_from else None, context=context,
-                      strategy=strategy, jit_compile=not no_jit)
+                      strategy=strategy, jit_compile=not no_jit,
+                      split_by_source=split_by_source, val_fractions=fractions or None,
+                      augment=augment)
     try:
-        from train.models.registry import model_config
+        from edge_seg.train.models.registry import model_config
         model_config(variant, preset)  # validate names early, with suggestions
         state = run_training(cfg, out_dir, resume=resume,
                              log=lambda m: click.echo(m, err=True),
@@ -101,20 +120,36 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
         raise SystemExit(exc.exit_code) from None
     click.echo(f"epoch {state['epoch']}: best validation Dice {state['best_val_dice']:.4f} "
                f"(epoch {state['best_epoch']})", err=True)
-    from train.trainer import saved_context
+    from edge_seg.train.trainer import saved_context
     trained_context = saved_context(out_dir)
     if trained_context:
         click.echo(f"trained with --context {trained_context}: score it with python -m "
-                   f"train.context_probe CONTROL_RUN {out_dir}", err=True)
+                   f"bench.context_probe CONTROL_RUN {out_dir}", err=True)
     elif state.get("finished") and state.get("best_epoch") and is_chief_process(strategy):
         _report(out_dir)  # multi-worker: the chief only
+
+
+def _fractions(items):
+    """('brisc=0.5', ...) -> {'brisc': 0.5}; a one-line usage error otherwise."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            f = float(value)
+        except ValueError:
+            f = None
+        if not sep or not name or f is None or not 0.0 < f < 1.0:
+            raise click.UsageError(f"--val-fraction-of {item!r}: expected NAME=FRACTION with "
+                                   f"0 < FRACTION < 1, e.g. brisc=0.5")
+        out[name] = f
+    return out
 
 
 def _report(out_dir):
     """Full-resolution validation report + post-processing chosen on validation."""
     from pathlib import Path
 
-    from train.report import final_report
+    from edge_seg.train.report import final_report
     if not (Path(out_dir) / "best.keras").is_file():
         raise click.ClickException(f"{out_dir}: no best.keras to report on")
     try:

@@ -94,8 +94,96 @@ def _affine_matrix(tf, angle, scale, size):
     return tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])
 
 
+# Scanner-difference augmentations (``--augment``), each applied to a patch with probability
+# SCANNER_AUGMENT_P, in this order (the order a scan is degraded in: acquisition, then display,
+# then storage). Name -> what it does.
+SCANNER_AUGMENTATIONS = {
+    "contrast": "wider intensity changes: gamma 0.6-1.7, contrast x0.75-1.25, brightness "
+                "+-0.1 (instead of 0.7-1.4, x0.9-1.1, +-0.05)",
+    "lowres": "resolution loss: down to 1/1.2-1/2.5 of the side and back (bilinear)",
+    "blur": "blur or sharpen: x + a (x - gaussian(x, sigma 0.5-1.5)), a in [-1, 1.5]",
+    "bias": "smooth multiplicative bias field exp(quadratic in x, y), up to about +-35 %",
+    "noise": "gaussian noise, sigma 0.005-0.04 of the intensity range",
+    "jpeg": "JPEG re-encoding at quality 30-95 (one-channel scans only)",
+}
+SCANNER_AUGMENT_P = 0.35
+
+
+def check_scanner_augment(names):
+    """The augmentation names, validated -> list in SCANNER_AUGMENTATIONS' order."""
+    names = [n.strip() for n in (names or []) if n and n.strip()]
+    unknown = sorted(set(names) - set(SCANNER_AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentation {', '.join(unknown)}; allowed: "
+                         f"{', '.join(SCANNER_AUGMENTATIONS)}")
+    return [n for n in SCANNER_AUGMENTATIONS if n in names]
+
+
+def _gaussian_blur(tf, img, sigma):
+    """img (P,P,C) blurred by a 5x5 gaussian of standard deviation ``sigma`` (pixels)."""
+    r = tf.range(-2.0, 3.0)
+    k1 = tf.exp(-(r * r) / (2.0 * sigma * sigma))
+    k1 = k1 / tf.reduce_sum(k1)
+    k2 = k1[:, None] * k1[None, :]
+    channels = img.shape[-1]
+    kernel = tf.tile(k2[:, :, None, None], [1, 1, channels, 1])
+    padded = tf.pad(img[None], [[0, 0], [2, 2], [2, 2], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")[0]
+
+
+def apply_scanner_augment(tf, img, names, seed, patch_size, p=SCANNER_AUGMENT_P):
+    """Apply the ``names`` augmentations (SCANNER_AUGMENTATIONS) to one patch (P,P,C) in
+    [0, 1], each with probability ``p``, from the stateless ``seed`` (2,) -> (P,P,C).
+    ("contrast" is applied by the caller: it widens the ranges of the default intensity
+    augmentation.)"""
+    u = tf.random.stateless_uniform([16], seed=seed + tf.constant([0, 7_777_777], tf.int64))
+    channels = img.shape[-1]
+
+    def maybe(i, fn, x):
+        return tf.cond(u[2 * i] < p, lambda: fn(x, u[2 * i + 1]), lambda: x)
+
+    if "lowres" in names:
+        def lowres(x, v):
+            f = 1.2 + v * 1.3
+            small = tf.cast(tf.round(patch_size / f), tf.int32)
+            x = tf.image.resize(x, tf.stack([small, small]), method="bilinear", antialias=True)
+            return tf.image.resize(x, [patch_size, patch_size], method="bilinear")
+        img = maybe(0, lowres, img)
+    if "blur" in names:
+        def blur(x, v):
+            sigma = 0.5 + u[12] * 1.0
+            a = -1.0 + v * 2.5
+            return x + a * (x - _gaussian_blur(tf, x, sigma))
+        img = maybe(1, blur, img)
+    if "bias" in names:
+        def bias(x, v):
+            c = (tf.random.stateless_uniform([5], seed=seed + tf.constant([0, 3_333_331], tf.int64))
+                 * 2 - 1) * 0.3 * (0.5 + v)
+            g = tf.linspace(-1.0, 1.0, patch_size)
+            yy, xx = g[:, None], g[None, :]
+            field = tf.exp(c[0] * xx + c[1] * yy + c[2] * xx * yy + c[3] * xx * xx
+                           + c[4] * yy * yy)
+            return x * field[..., None]
+        img = maybe(2, bias, img)
+    if "noise" in names:
+        def noise(x, v):
+            sigma = 0.005 + v * 0.035
+            return x + sigma * tf.random.stateless_normal(
+                tf.shape(x), seed=seed + tf.constant([0, 5_555_557], tf.int64))
+        img = maybe(3, noise, img)
+    img = tf.clip_by_value(img, 0.0, 1.0)
+    if "jpeg" in names and channels == 1:
+        def jpeg(x, v):
+            q = tf.cast(30 + v * 65, tf.int32)
+            y = tf.image.adjust_jpeg_quality(x, q)
+            return tf.ensure_shape(tf.cast(y, tf.float32), [patch_size, patch_size, 1])
+        img = maybe(4, jpeg, img)
+    return img
+
+
 def make_dataset(images, masks, patch_size, batch_size, seed,
-                 tumour_centred=0.9, augment=True, max_rotation_deg=15.0, scale_range=0.15):
+                 tumour_centred=0.9, augment=True, max_rotation_deg=15.0, scale_range=0.15,
+                 scanner_augment=()):
     """Return (epoch_dataset, steps): ``epoch_dataset(e)`` yields epoch ``e``'s ``steps``
     batches of (patch (B,P,P,C), mask (B,P,P,1)), the same every time it is asked for.
     ``images``: (N,S,S) scans (C = 1) or (N,S,S,C) scans with their context channels
@@ -105,9 +193,15 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     Each epoch visits every scan once in a stateless shuffled order. A scan with a tumour
     is cropped around a random tumour pixel with probability ``tumour_centred`` (the
     patch position jittered so the tumour is not always central), otherwise at random.
+    ``scanner_augment``: names from SCANNER_AUGMENTATIONS (none: the batches are exactly
+    those of a run made before they existed).
     """
     import tensorflow as tf
 
+    names = check_scanner_augment(scanner_augment)
+    if "jpeg" in names and images.ndim == 4 and images.shape[3] != 1:
+        raise ValueError("the jpeg augmentation needs one-channel scans (no --context)")
+    wide = "contrast" in names
     n, size = images.shape[0], images.shape[1]
     channels = images.shape[3] if images.ndim == 4 else 1
     if patch_size > size:
@@ -116,6 +210,9 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     masks_t = tf.constant(masks)
     half = patch_size // 2
     pi = math.pi
+
+    def scanner_augment_fn(img, s):
+        return apply_scanner_augment(tf, img, names, s, patch_size)
 
     def example(epoch, i, idx):
         s = tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_003 + i])
@@ -151,10 +248,12 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
         y0, x0 = tf.cond(use_centre, centred, lambda: (rand_y, rand_x))
         img = img[y0:y0 + patch_size, x0:x0 + patch_size]
         msk = msk[y0:y0 + patch_size, x0:x0 + patch_size]
+        if augment and [m for m in names if m != "contrast"]:
+            img = scanner_augment_fn(img, s)
         if augment:
-            gamma = tf.exp((u[9] * 2 - 1) * 0.35)          # ~0.70 .. 1.42
-            contrast = 1.0 + (u[10] * 2 - 1) * 0.1
-            bright = (u[11] * 2 - 1) * 0.05
+            gamma = tf.exp((u[9] * 2 - 1) * (0.53 if wide else 0.35))   # 0.59-1.70 / 0.70-1.42
+            contrast = 1.0 + (u[10] * 2 - 1) * (0.25 if wide else 0.1)
+            bright = (u[11] * 2 - 1) * (0.1 if wide else 0.05)
             img = tf.clip_by_value(tf.pow(img, gamma) * contrast + bright, 0.0, 1.0)
         img = tf.ensure_shape(img, [patch_size, patch_size, channels])
         msk = tf.ensure_shape(msk, [patch_size, patch_size, 1])

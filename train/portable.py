@@ -3,10 +3,10 @@
 For a machine without TensorFlow (a lent GPU with JAX or PyTorch). Two steps:
 
     # here (the data lives here): the run's split, preprocessed, in one file
-    python -m train.portable pack --variant resunet_ag --data ../shared/data/figshare \
+    python -m edge_seg.train.portable pack --variant resunet_ag --data ../shared/data/figshare \
         --negatives ../shared/data/notumor --out PACK.npz [--quality 92]
     # there: KERAS_BACKEND=jax, no TensorFlow
-    python -m train.portable fit PACK.npz --out RUN_DIR --epochs 60 [--minutes 9]
+    python -m edge_seg.train.portable fit PACK.npz --out RUN_DIR --epochs 60 [--minutes 9]
 
 ``pack`` splits by patient family exactly as ``edge-seg train`` does (same seed, same
 ``TrainConfig`` defaults, so ``split.json`` is the same) and stores each scan at model
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.trainer import (TrainConfig, config_from_saved, gather_samples, load_split_arrays,
+from edge_seg.train.trainer import (TrainConfig, config_from_saved, gather_samples, load_split_arrays,
                            lr_at, make_split, split_record)
 
 PACK_VERSION = 1
@@ -63,7 +63,7 @@ def _to_u8(images):
 
 def pack(cfg, out_path, quality=None, log=print):
     """Write the run's training and validation scans (preprocessed) to ``out_path`` (.npz)."""
-    from train.data import default_cache_dir
+    from edge_seg.train.data import default_cache_dir
 
     spec = cfg.preprocessing_spec()
     cfg.preprocessing = spec.to_dict()
@@ -233,7 +233,7 @@ def _load_init(keras, cfg, size):
     """The model to fine-tune, rebuilt at any input size with the saved weights: the
     variant's network is built fresh (dynamic size) and the weights copied layer by layer, so a
     mismatch in architecture fails here with the file's name, not mid-training."""
-    from train.models import build_model
+    from edge_seg.train.models import build_model
 
     saved = keras.models.load_model(cfg.init_from, compile=False)
     seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
@@ -274,9 +274,9 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     """
     import keras
 
-    from train.losses import get_loss
-    from train.models import build_model
-    from train.trainer import _atomic_json, record_epoch, validation_scores
+    from edge_seg.train.losses import get_loss
+    from edge_seg.train.models import build_model
+    from edge_seg.train.trainer import _atomic_json, record_epoch, validation_scores
 
     t_start = time.time()
     meta, x_tr, y_tr, x_va, y_va, has_tumour = load_pack(pack_path)
@@ -304,7 +304,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         if variant:
             base["variant"] = variant
         if preset:
-            from train.models.registry import model_config
+            from edge_seg.train.models.registry import model_config
             model_config(base["variant"], preset)  # an unknown name is refused, as in training
             base["preset"] = preset
         if patience:
@@ -388,8 +388,8 @@ def score(pack_path, model_paths):
     on the pack's validation scans."""
     import keras
 
-    import train.models  # noqa: F401 - registers the custom layers for loading
-    from train.trainer import validation_scores
+    import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
+    from edge_seg.train.trainer import validation_scores
     _meta, _x, _y, x_va, y_va, has_tumour = load_pack(pack_path)
     xv = x_va.astype(np.float32) / 255.0
     for path in model_paths:
@@ -400,7 +400,7 @@ def score(pack_path, model_paths):
 # ------------------------------------------------------------------------------ CLI
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m train.portable", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m edge_seg.train.portable", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="write the run's split, preprocessed, to one .npz")

@@ -58,7 +58,7 @@ def refuse_context_run(run_dir, config, what, error=None):
         raise (error or EdgeSegError)(
             f"{run_dir}: trained with --context {config['context']} (neighbouring slices as "
             f"input); {what} takes one slice, as the device runtime does: score it with "
-            f"python -m train.context_probe")
+            f"python -m bench.context_probe")
 
 
 def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
@@ -68,7 +68,7 @@ def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
     """Evaluate ``run_dir/checkpoint`` on the run's validation split; write report.json."""
     import keras
 
-    import train.models  # noqa: F401 - registers the custom layers for loading
+    import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
     from edge_runtime.evaluate import predict_fn_for_keras
 
     model = keras.models.load_model(Path(run_dir) / checkpoint, compile=False)

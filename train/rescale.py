@@ -1,6 +1,6 @@
 """Bring a trained network's input convolutions to their initial size, same function.
 
-    python -m train.rescale MODEL.keras --out NEW.keras
+    python -m edge_seg.train.rescale MODEL.keras --out NEW.keras
 
 ``train.models.registry.rescale_input_convs``: why and how (a fine-tune from a bundle's
 folded kernels learns its input layer several times slower than from scratch). Prints each
@@ -18,7 +18,7 @@ import numpy as np
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m train.rescale", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m edge_seg.train.rescale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("--out", required=True)
@@ -33,8 +33,8 @@ def main(argv=None):
         return 2
     import keras
 
-    import train.models  # noqa: F401 - registers the custom layers for loading
-    from train.models.registry import rescale_input_convs
+    import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
+    from edge_seg.train.models.registry import rescale_input_convs
     try:
         model = keras.models.load_model(src, compile=False)
         x = np.random.default_rng(0).random((2, 64, 64, model.input_shape[-1]), np.float32)

@@ -1,6 +1,6 @@
 """Weight averaging of two runs on one split (a "model soup", Wortsman et al. 2022).
 
-    python -m train.soup RUN_A RUN_B --weight W --out runs/NAME
+    python -m edge_seg.train.soup RUN_A RUN_B --weight W --out runs/NAME
     edge-seg train --out runs/NAME --report
 
 The new run's ``best.keras`` holds ``(1 - W) * A + W * B`` for every weight, BatchNorm
@@ -54,8 +54,8 @@ def soup(run_a, run_b, weight, out_dir):
     import keras
     import numpy as np
 
-    import train.models  # noqa: F401 - registers the custom layers for loading
-    from train.trainer import _atomic_json, _atomic_save
+    import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
+    from edge_seg.train.trainer import _atomic_json, _atomic_save
 
     a = keras.models.load_model(Path(run_a) / "best.keras", compile=False)
     b = keras.models.load_model(Path(run_b) / "best.keras", compile=False)
@@ -76,7 +76,7 @@ def soup(run_a, run_b, weight, out_dir):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m train.soup", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m edge_seg.train.soup", description=__doc__.split("\n")[0])
     ap.add_argument("run_a")
     ap.add_argument("run_b")
     ap.add_argument("--weight", type=float, default=0.5,

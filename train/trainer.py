@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.datasets import discover, split_by_family
+from edge_runtime.datasets import discover, split_by_family, split_by_source
 from edge_runtime.preprocess import Preprocessing
 
 
@@ -68,6 +68,12 @@ class TrainConfig:
     # Neighbouring slices on each side fed as extra input channels (train.data.with_context;
     # runs/CONTEXT.md). A research option: the report, export and runtime take one slice.
     context: int = 0
+    # Split each data folder (source) on its own, figshare's patients exactly as when it is
+    # alone, with per-source validation shares {folder name: fraction} (runs/ROBUST.md).
+    split_by_source: bool = False
+    val_fractions: dict = None
+    # Scanner-difference augmentations (train.data.SCANNER_AUGMENTATIONS), none by default.
+    augment: list = field(default_factory=list)
 
     @property
     def input_channels(self):
@@ -76,7 +82,7 @@ class TrainConfig:
     def preprocessing_spec(self):
         if self.preprocessing:
             return Preprocessing.from_dict(self.preprocessing)
-        from train.models.registry import model_config
+        from edge_seg.train.models.registry import model_config
         cfg = model_config(self.variant, self.preset, input_size=self.input_size)
         return Preprocessing(input_size=cfg["input_size"])
 
@@ -134,9 +140,21 @@ def make_split(cfg, labelled, negatives, log=None):
     one, or a neighbouring slice, can fall on the other side: training tumour-free scans at
     least ``cfg.twin_similarity`` similar to a validation scan are left out (listed in the
     fifth value), so validation never scores scans training has all but seen."""
-    tr, va = split_by_family(labelled, cfg.val_fraction, cfg.seed)
-    ntr, nva = (split_by_family(negatives, cfg.val_fraction, cfg.seed) if negatives
-                else ([], []))
+    if cfg.split_by_source:
+        def split(samples):
+            return split_by_source(samples, cfg.val_fraction, cfg.seed,
+                                   {k: v for k, v in (cfg.val_fractions or {}).items()
+                                    if any(s.source == k for s in samples)})
+        unknown = sorted(set(cfg.val_fractions or {})
+                         - {s.source for s in labelled + negatives})
+        if unknown:
+            raise ValueError(f"--val-fraction-of names {unknown}, which are not among the "
+                             f"data folders {sorted({s.source for s in labelled + negatives})}")
+    else:
+        def split(samples):
+            return split_by_family(samples, cfg.val_fraction, cfg.seed)
+    tr, va = split(labelled)
+    ntr, nva = split(negatives) if negatives else ([], [])
     twins = []
     if cfg.twin_similarity and ntr:
         from edge_runtime.twins import drop_twins
@@ -278,14 +296,35 @@ def split_record(cfg, tr, va, ntr, nva, twins=()):
     if twins:
         record["train_negatives_left_out"] = list(twins)
         record["counts"]["train_negatives_left_out"] = len(twins)
+    if cfg.split_by_source:
+        record["split_by_source"] = True
+        record["val_fractions"] = dict(cfg.val_fractions or {})
+        record["sources"] = source_counts(tr, va, ntr, nva, twins)
     return record
+
+
+def source_counts(tr, va, ntr, nva, twins=()):
+    """{source: {train, val, train_families, val_families}} of a split (scans of every kind;
+    the training tumour-free scans left out as twins are not counted as training)."""
+    left_out = {str(t.get("train")) for t in twins or ()}
+    out = {}
+    for side, samples in (("train", tr + ntr), ("val", va + nva)):
+        for s in samples:
+            if side == "train" and not s.has_tumour and s.key in left_out:
+                continue
+            c = out.setdefault(s.source, {"train": 0, "val": 0, "train_families": set(),
+                                          "val_families": set()})
+            c[side] += 1
+            c[f"{side}_families"].add(s.family or s.key)
+    return {k: dict(v, train_families=len(v["train_families"]),
+                    val_families=len(v["val_families"])) for k, v in sorted(out.items())}
 
 
 def load_split_arrays(cfg, spec, tr, va, ntr, nva, cache):
     """Decode the split -> (x_train, y_train, x_val, y_val, val_has_tumour). A fixed, seeded
     subset of tumour-free scans joins the training set; all of the validation ones are kept.
     Scans are (N,S,S), or (N,S,S,C) with ``cfg.context`` neighbouring slices each side."""
-    from train.data import load_arrays, with_context
+    from edge_seg.train.data import load_arrays, with_context
 
     def load(samples):
         x, y = load_arrays(samples, spec, cache)
@@ -355,9 +394,9 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     is_chief, task = _task(strategy)
     import keras
 
-    from train.data import default_cache_dir, make_dataset
-    from train.losses import get_loss
-    from train.models import build_model
+    from edge_seg.train.data import default_cache_dir, make_dataset
+    from edge_seg.train.losses import get_loss
+    from edge_seg.train.models import build_model
 
     run_dir = Path(out_dir)
     if resume:
@@ -368,7 +407,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
         if other.get("trainer"):
             raise ValueError(
                 f"{run_dir}: trained by {other['trainer']} ({other.get('backend', '?')}, whole "
-                f"scans), not by edge-seg train; resume it with: python -m {other['trainer']} "
+                f"scans), not by edge-seg train; resume it with: python -m edge_seg.train.portable "
                 f"fit PACK --out {run_dir}")
         cfg = config_from_saved(saved, strategy=cfg.strategy)
         state = json.loads((run_dir / "state.json").read_text())
@@ -406,7 +445,8 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
         f"{len(x_val)} validation scans ({len(va)} with tumour)")
 
     epoch_dataset, steps = make_dataset(x_tr, y_tr, cfg.patch_size, cfg.batch_size, cfg.seed,
-                                        tumour_centred=cfg.tumour_centred)
+                                        tumour_centred=cfg.tumour_centred,
+                                        scanner_augment=cfg.augment)
 
     with strategy.scope():
         if resume:
@@ -418,7 +458,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
                 model = keras.models.load_model(cfg.init_from, compile=False)
                 log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
                 if model.input_shape[-1] != cfg.input_channels:
-                    from train.models.registry import widen_input
+                    from edge_seg.train.models.registry import widen_input
                     model = widen_input(model, cfg.variant, cfg.preset, cfg.input_channels,
                                         base_filters=cfg.base_filters, depth=cfg.depth,
                                         input_size=cfg.input_size, dynamic_size=True)

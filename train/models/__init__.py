@@ -1,5 +1,5 @@
 """Res-UNet family: layers -> blocks -> networks, and one registry of variants and presets."""
 
-from train.models.registry import PRESETS, VARIANTS, build_model, describe
+from edge_seg.train.models.registry import PRESETS, VARIANTS, build_model, describe
 
 __all__ = ["PRESETS", "VARIANTS", "build_model", "describe"]

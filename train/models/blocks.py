@@ -11,7 +11,7 @@ the code. Choices made for the device (see ../shared/notes/platform.md):
 import keras
 from keras import layers
 
-from train.models.layers import ChannelPool
+from edge_seg.train.models.layers import ChannelPool
 
 
 def conv_bn_relu(x, filters, kernel_size, name, strides=1, activation="relu"):

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from train.models import blocks
+from edge_seg.train.models import blocks
 
 
 def unet_family(input_size=256, base_filters=16, depth=4, residual=True, attention_gates=False,

@@ -6,7 +6,7 @@ configuration.
 
 import numpy as np
 
-from train.models.nets import unet_family
+from edge_seg.train.models.nets import unet_family
 
 VARIANTS = {
     "unet": dict(residual=False, attention_gates=False, block_attention=None,
