@@ -93,3 +93,7 @@ def main():
 
     Research software: not a medical device, not for diagnosis.
     """
+
+
+if __name__ == "__main__":
+    main()

@@ -10,8 +10,11 @@ is left at its default (``experimental_op_resolver_type=AUTO``): this module nev
 a resolver type, so the delegate stays on (without it models run 3-6x slower).
 """
 
+import contextlib
 import importlib
 import os
+import sys
+import tempfile
 
 import numpy as np
 
@@ -99,6 +102,42 @@ def default_threads():
     return max(1, min(MAX_DEFAULT_THREADS, os.cpu_count() or 1))
 
 
+# Lines the native runtime prints on every load that tell a user nothing.
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr():
+    """Run a block with file descriptor 2 captured, then pass on what the native runtime
+    printed there except ``_NATIVE_NOISE`` (so every command does not start with an INFO
+    line). Python-level ``sys.stderr`` writes inside the block are captured the same way."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):   # no usable fd 2 (embedded, closed): leave it alone
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and line.strip() not in _NATIVE_NOISE]
+            if kept:
+                try:
+                    sys.stderr.write("\n".join(kept) + "\n")
+                except (OSError, ValueError):
+                    pass
+
+
 def make_interpreter(model, threads=None):
     """A ready (tensors allocated) TFLite interpreter for ``model``.
 
@@ -118,8 +157,9 @@ def make_interpreter(model, threads=None):
         kwargs = {"model_path": os.fspath(model)}
         label = os.fspath(model)
     try:
-        interp = cls(num_threads=threads, **kwargs)
-        interp.allocate_tensors()
+        with _filtered_native_stderr():
+            interp = cls(num_threads=threads, **kwargs)
+            interp.allocate_tensors()
     except Exception as exc:  # noqa: BLE001 - interpreter errors are RuntimeError/ValueError
         msg = " ".join(str(exc).split())[:300]
         raise BundleError(f"{label}: the TFLite interpreter cannot load the model ({msg})") from None

@@ -38,6 +38,15 @@ def _write(dest, text, what):
     click.echo(f"wrote {dest}", err=True)
 
 
+def _not_an_option(ctx, param, value):
+    """Refuse an option value that looks like another option (``--json --threads 1`` would
+    otherwise write a file named ``--threads``)."""
+    if value is not None and str(value).startswith("-") and str(value) != "-":
+        raise click.BadParameter(f"got {value!r}, which looks like an option; give a file "
+                                 "name, or '-' for standard output", ctx=ctx, param=param)
+    return value
+
+
 @click.command("bench")
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--threads", "threads_text", default="1,2,4", show_default=True,
@@ -50,9 +59,9 @@ def _write(dest, text, what):
               default=None, help="A real scan: time the end-to-end pipeline on it and use it "
                                  "as the latency input (default: random input, no end-to-end).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
-              default=None, help="Write the full report as JSON to this file ('-': stdout).")
+              default=None, callback=_not_an_option, help="Write the full report as JSON to this file ('-': stdout).")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False, allow_dash=True),
-              default=None, help="Write one CSV row per model and thread count ('-': stdout).")
+              default=None, callback=_not_an_option, help="Write one CSV row per model and thread count ('-': stdout).")
 @click.option("--no-memory", is_flag=True,
               help="Skip the RSS measurement (a fresh process per model and thread count).")
 @click.option("--no-sgemm", is_flag=True, help="Skip the single-thread sgemm ceiling.")
