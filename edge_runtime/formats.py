@@ -16,18 +16,21 @@ class ExportFormat:
     io_dtype: str        # input/output tensor type the device sees
     needs_calibration: bool
     description: str
+    arithmetic: str      # what the convolutions compute in on a CPU: "float32" or "int8"
 
 
 FORMATS = (
     ExportFormat("fp32", "_fp32.tflite", "none", "float32", "float32", False,
-                 "float32 weights and activations; the reference conversion"),
+                 "float32 weights and activations; the reference conversion", "float32"),
     ExportFormat("drq", "_drq.tflite", "dynamic range", "int8", "float32", False,
-                 "Dynamic Range Quantization: int8 weights, float activations (the paper's)"),
+                 "Dynamic Range Quantization: int8 weights, float activations (the paper's)",
+                 "int8"),
     ExportFormat("fp16", "_fp16.tflite", "float16 weights", "float16", "float32", False,
-                 "float16 weights, dequantised to float32 at load"),
+                 "float16 weights, dequantised to float32 at load", "float32"),
     ExportFormat("int8", "_int8.tflite", "full integer", "int8", "float32", True,
                  "int8 weights and activations calibrated on training scans; "
-                 "float32 input and output are kept (quantise/dequantise inside the graph)"),
+                 "float32 input and output are kept (quantise/dequantise inside the graph)",
+                 "int8"),
 )
 
 DEFAULT_FORMAT = "drq"

@@ -44,3 +44,11 @@ def test_bench_refuses_an_option_as_a_file_name(tmp_path, monkeypatch, option):
     assert result.exit_code == 2
     assert "looks like an option" in result.output
     assert not (tmp_path / "--threads").exists()
+
+
+def test_fp32_sgemm_ceiling_is_applied_to_float_formats_only():
+    from edge_runtime.benchmark import TABLE_COLUMNS, _float_arithmetic
+    from edge_runtime.formats import FORMATS
+    assert {f.name for f in FORMATS if _float_arithmetic(f.name)} == {"fp32", "fp16"}
+    assert not _float_arithmetic("unknown")
+    assert ("%fp32 sgemm", "pct_of_sgemm", 0) in TABLE_COLUMNS
