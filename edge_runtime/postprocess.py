@@ -43,11 +43,36 @@ def _union_find(n, a, b):
             parent = grand
 
 
+def foreground_box(mask):
+    """(row slice, column slice) of the smallest box holding every True pixel; None if none.
+
+    A tumour covers about 1 % of a scan, so the work after thresholding (labelling,
+    findings) is done on this box instead of the whole image: the same answer, a fraction
+    of the time."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def label_components(mask):
-    """8-connected components of a 2-D mask -> (labels int32[H, W] with 0 = background, count)."""
+    """8-connected components of a 2-D mask -> (labels int32[H, W] with 0 = background, count).
+
+    Components are numbered in row-major order of their first pixel."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    box = foreground_box(mask)
+    if box is None:
+        return labels, 0
+    labels[box], count = _label_dense(mask[box])
+    return labels, count
+
+
+def _label_dense(mask):
+    """``label_components`` on a mask without the cropping (the box is already tight)."""
     h, w = mask.shape
     rows, starts, ends = _runs(mask)
     n = rows.size
@@ -83,12 +108,15 @@ def filter_components(mask, min_pixels, prob=None, min_peak=0.0):
     peak_filter = prob is not None and min_peak > 0.0
     if (min_pixels <= 1 and not peak_filter) or not mask.any():
         return mask.copy()
-    labels, count = label_components(mask)
+    box = foreground_box(mask)
+    labels, count = _label_dense(mask[box])
     keep = np.bincount(labels.reshape(-1), minlength=count + 1) >= min_pixels
     if peak_filter:
-        keep &= _component_peaks(labels, count, prob) >= min_peak
+        keep &= _component_peaks(labels, count, np.asarray(prob)[box]) >= min_peak
     keep[0] = False
-    return keep[labels]
+    out = np.zeros(mask.shape, dtype=bool)
+    out[box] = keep[labels]
+    return out
 
 
 def _component_peaks(labels, count, prob):
@@ -175,10 +203,13 @@ def findings(mask, prob, spacing_mm=None):
     elif spacing_mm is not None:
         out["area_mm2"] = 0.0
     if area:
-        ys, xs = np.nonzero(mask)
-        x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+        rows, cols = foreground_box(mask)
+        box = mask[rows, cols]
+        ys, xs = np.nonzero(box)
+        ys, xs = ys + rows.start, xs + cols.start
+        x0, x1, y0, y1 = cols.start, cols.stop - 1, rows.start, rows.stop - 1
         out["bbox"] = {"x": x0, "y": y0, "width": x1 - x0 + 1, "height": y1 - y0 + 1}
         out["centroid"] = {"x": round(float(xs.mean()), 2), "y": round(float(ys.mean()), 2)}
-        out["components"] = label_components(mask)[1]
-        out["mean_probability"] = round(float(prob[mask].mean()), 6)
+        out["components"] = _label_dense(box)[1]
+        out["mean_probability"] = round(float(prob[rows, cols][box].mean()), 6)
     return out
