@@ -11,7 +11,7 @@ on scans it has all but seen.
 
 Every scan of the run's split is read as ``edge-seg run`` reads it, shrunk to 64x64 and
 normalised (zero mean, unit norm); the similarity of two scans is the Pearson correlation of
-those thumbnails (``edge_runtime.twins``, which ``edge-seg train`` uses to keep such twins
+those thumbnails (``edge_seg.train.twins``, which ``edge-seg train`` uses to keep such twins
 out of the training side of new runs). For each validation scan: its most similar training scan. A validation scan
 with a training scan at or above ``--threshold`` has a *training twin*. The tumour scans,
 whose split is by patient family, are the control: their twins show how similar scans of
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.twins import DEFAULT_THRESHOLD, THUMB, nearest, thumbnails
+from edge_seg.train.twins import DEFAULT_THRESHOLD, THUMB, nearest, thumbnails
 
 
 def _split_keys(run):

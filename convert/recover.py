@@ -145,7 +145,7 @@ def put_back(model, convs):
     Raises ``RecoverError`` when a weight is missing, ambiguous or of the wrong shape."""
     from keras import layers
 
-    from edge_seg.train.models.registry import next_batchnorm
+    from edge_seg.train.models.surgery import next_batchnorm
     folded = []
     for layer, i in _assign(model, convs):
         _name, kernel, bias = convs[i]

@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 from edge_runtime.datasets import Sample, slice_neighbours  # noqa: E402
 from edge_seg.train.data import context_order, make_dataset, with_context  # noqa: E402
 from edge_seg.train.models import build_model  # noqa: E402
-from edge_seg.train.models.registry import widen_input  # noqa: E402
+from edge_seg.train.models.surgery import widen_input  # noqa: E402
 
 
 def _s(key, patient):
@@ -82,7 +82,7 @@ def test_widen_input_computes_what_the_network_did_until_training_moves_it():
 def test_rescale_input_convs_brings_the_input_layer_to_its_initial_size_same_function(
         tmp_path, capsys):
     from edge_seg.train import rescale
-    from edge_seg.train.models.registry import he_mean_abs, rescale_input_convs
+    from edge_seg.train.models.surgery import he_mean_abs, rescale_input_convs
 
     net = build_model("resunet_se", "tiny", dynamic_size=True)
     rng = np.random.default_rng(2)

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from edge_runtime.datasets import read_negatives
-from edge_runtime.twins import DEFAULT_THRESHOLD, drop_twins, nearest, thumbnail
+from edge_seg.train.twins import DEFAULT_THRESHOLD, drop_twins, nearest, thumbnail
 
 
 def _brain(seed, size=96):

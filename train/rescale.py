@@ -2,7 +2,7 @@
 
     python -m edge_seg.train.rescale MODEL.keras --out NEW.keras
 
-``train.models.registry.rescale_input_convs``: why and how (a fine-tune from a bundle's
+``edge_seg.train.models.surgery.rescale_input_convs``: why and how (a fine-tune from a bundle's
 folded kernels learns its input layer several times slower than from scratch). Prints each
 rescaled layer with its factor and the largest change of the output on a random batch (it
 should be ~1e-6). Refuses to overwrite ``--out``; writes it atomically.
@@ -34,7 +34,7 @@ def main(argv=None):
     import keras
 
     import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
-    from edge_seg.train.models.registry import rescale_input_convs
+    from edge_seg.train.models.surgery import rescale_input_convs
     try:
         model = keras.models.load_model(src, compile=False)
         x = np.random.default_rng(0).random((2, 64, 64, model.input_shape[-1]), np.float32)

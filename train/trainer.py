@@ -56,7 +56,7 @@ class TrainConfig:
     tumour_centred: float = 0.9
     negatives_per_epoch: float = 0.5   # tumour-free scans per epoch, relative to tumour scans
     # Training tumour-free scans at least this similar to a validation scan are left out
-    # (edge_runtime.twins; 0: keep all, as runs made before this option did).
+    # (edge_seg.train.twins; 0: keep all, as runs made before this option did).
     twin_similarity: float = 0.98
     jit_compile: bool = True
     strategy: str = "default"
@@ -157,7 +157,7 @@ def make_split(cfg, labelled, negatives, log=None):
     ntr, nva = split(negatives) if negatives else ([], [])
     twins = []
     if cfg.twin_similarity and ntr:
-        from edge_runtime.twins import drop_twins
+        from edge_seg.train.twins import drop_twins
         ntr, twins = drop_twins(ntr, va + nva, cfg.twin_similarity, log)
         if log:
             log(f"left out {len(twins)} training tumour-free scans with a validation twin "
@@ -458,7 +458,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
                 model = keras.models.load_model(cfg.init_from, compile=False)
                 log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
                 if model.input_shape[-1] != cfg.input_channels:
-                    from edge_seg.train.models.registry import widen_input
+                    from edge_seg.train.models.surgery import widen_input
                     model = widen_input(model, cfg.variant, cfg.preset, cfg.input_channels,
                                         base_filters=cfg.base_filters, depth=cfg.depth,
                                         input_size=cfg.input_size, dynamic_size=True)
