@@ -41,7 +41,7 @@ ROW_FIELDS = (
     "key", "image", "mask", "label", "label_name", "family", "has_tumour", "status", "error",
     "height", "width", "truth_px", "pred_px", "tp", "fp", "fn", "tn",
     "dice", "iou", "precision", "recall", "miou_2class", "hd95_px", "hd95_mm",
-    "any_tumour_predicted", "max_probability",
+    "any_tumour_predicted", "max_probability", "source",
 )
 
 # What each summary number means (copied into summary.json as "definitions").
@@ -73,6 +73,11 @@ DEFINITIONS = {
     "by_patient": "scans with a tumour grouped by patient family: each patient's mean Dice, "
                   "and 95 % intervals of dice_mean and miou_2class_pooled from a bootstrap "
                   "that resamples whole patients (their scans are not independent)",
+    "by_source": "the same numbers for each source (the data folder a scan came from: "
+                 "figshare, brisc, notumor, ...): tumour, by_class, by_patient, tumour_free",
+    "worst_source": "the lowest dice_mean of the sources with tumour scans and the highest "
+                    "fp_scan_rate of the sources with tumour-free scans: a model is judged "
+                    "on its worst source",
 }
 
 # Patient-level bootstrap: resamples and seed (fixed, so a summary is reproducible).
@@ -121,6 +126,7 @@ def _base_row(sample):
         "mask": "" if sample.mask is None else str(sample.mask),
         "label": sample.label, "label_name": sample.label_name, "family": sample.family,
         "has_tumour": sample.mask is not None, "status": "ok", "error": "",
+        "source": getattr(sample, "source", "") or "",
     }
 
 
@@ -283,14 +289,15 @@ def sweep(samples, predict_fn, preprocessing, thresholds, min_area_fractions,
     grid = [(t, float(a), float(p)) for t in thresholds for a in min_area_fractions
             for p in min_peak_probabilities]
     per_point = {g: {"dice": [], "iou": [], "acc": metrics.ConfusionAccumulator(),
-                     "fp_scans": 0, "free": 0, "missed": 0} for g in grid}
+                     "fp_scans": 0, "free": 0, "missed": 0, "sources": {}} for g in grid}
     failures = []
 
     def fail(_row, path, problem):
         failures.append((str(path), problem))
 
-    for _row, _sample, _scan, truth, full in iter_predictions(
+    for _row, sample, _scan, truth, full in iter_predictions(
             samples, predict_fn, preprocessing, batch_size, fail, progress, label):
+        source = getattr(sample, "source", "") or ""
         truth_px = int(truth.sum())
         size = truth.size
         for t in thresholds:
@@ -302,14 +309,21 @@ def sweep(samples, predict_fn, preprocessing, thresholds, min_area_fractions,
                     pred_px, tp = int(area[keep].sum()), int(tp_c[keep].sum())
                     fp, fn = pred_px - tp, truth_px - tp
                     acc = per_point[(t, float(a), float(p))]
+                    src = acc["sources"].setdefault(
+                        source, {"dice": [], "fp_scans": 0, "free": 0, "missed": 0})
                     if truth_px:
-                        acc["dice"].append(metrics.dice_from_counts(tp, fp, fn))
+                        d = metrics.dice_from_counts(tp, fp, fn)
+                        acc["dice"].append(d)
                         acc["iou"].append(metrics.iou_from_counts(tp, fp, fn))
                         acc["acc"].add_counts(tp, fp, fn, size - tp - fp - fn)
                         acc["missed"] += pred_px == 0
+                        src["dice"].append(d)
+                        src["missed"] += pred_px == 0
                     else:
                         acc["free"] += 1
                         acc["fp_scans"] += pred_px > 0
+                        src["free"] += 1
+                        src["fp_scans"] += pred_px > 0
     points = []
     for (t, a, p) in grid:
         acc = per_point[(t, a, p)]
@@ -318,7 +332,13 @@ def sweep(samples, predict_fn, preprocessing, thresholds, min_area_fractions,
             "dice_mean": _mean(acc["dice"]), "iou_mean": _mean(acc["iou"]),
             "miou_2class_pooled": acc["acc"].mean_iou_2class() if acc["dice"] else math.nan,
             "fp_scan_rate": acc["fp_scans"] / acc["free"] if acc["free"] else math.nan,
-            "missed_scans": acc["missed"]})
+            "missed_scans": acc["missed"],
+            "by_source": {name: {
+                "n_tumour": len(s["dice"]), "dice_mean": _mean(s["dice"]),
+                "missed_scans": s["missed"], "n_tumour_free": s["free"],
+                "fp_scans": s["fp_scans"],
+                "fp_scan_rate": s["fp_scans"] / s["free"] if s["free"] else math.nan}
+                for name, s in sorted(acc["sources"].items())}})
     return points, failures
 
 
@@ -468,9 +488,51 @@ def summarise(rows):
         "by_patient": patient_summary(tumour),
         "tumour_free": tumour_free_summary(free),
         "all": group_summary(ok),
-        "definitions": DEFINITIONS,
     })
+    by_source = source_summaries(ok)
+    if by_source:
+        summary["by_source"] = by_source
+        summary["worst_source"] = worst_source(by_source)
+    summary["definitions"] = DEFINITIONS
     return summary
+
+
+def source_summaries(rows):
+    """Scored rows -> {source: {n_tumour, n_tumour_free, tumour, by_class, by_patient,
+    tumour_free}}, one entry per source that has scans; {} when no row names a source (rows
+    written before sources were recorded)."""
+    if not any(r.get("source") for r in rows):
+        return {}
+    out = {}
+    for name in sorted({r.get("source") or "" for r in rows}):
+        rs = [r for r in rows if (r.get("source") or "") == name]
+        tumour = [r for r in rs if r["has_tumour"]]
+        free = [r for r in rs if not r["has_tumour"]]
+        entry = {"n_tumour": len(tumour), "n_tumour_free": len(free)}
+        if tumour:
+            classes = {}
+            for r in tumour:
+                classes.setdefault(r["label_name"] or "tumour", []).append(r)
+            entry.update(tumour=group_summary(tumour),
+                         by_class={c: group_summary(g) for c, g in sorted(classes.items())},
+                         by_patient=patient_summary(tumour))
+        if free:
+            entry["tumour_free"] = tumour_free_summary(free)
+        out[name or "unknown"] = entry
+    return out
+
+
+def worst_source(by_source):
+    """{source: summary} (``source_summaries``) -> the worst source for Dice (lowest mean
+    per-scan Dice) and for false alarms (highest share of tumour-free scans flagged):
+    {"dice_mean": {"source", "value"} or None, "fp_scan_rate": {...} or None}."""
+    dice = [(s["tumour"]["dice_mean"], name) for name, s in by_source.items()
+            if s.get("tumour") and math.isfinite(s["tumour"]["dice_mean"])]
+    fp = [(s["tumour_free"]["fp_scan_rate"], name) for name, s in by_source.items()
+          if s.get("tumour_free")]
+    lo, hi = min(dice, default=None), max(fp, default=None)
+    return {"dice_mean": {"source": lo[1], "value": lo[0]} if lo else None,
+            "fp_scan_rate": {"source": hi[1], "value": hi[0]} if hi else None}
 
 
 # ---------------------------------------------------------------- model adapters

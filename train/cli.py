@@ -166,3 +166,8 @@ def _report(out_dir):
                f"flagged {rep['fp_scan_rate']:.3f} (threshold {rep['threshold']}, "
                f"min_area_fraction {rep['min_area_fraction']}, min_peak_probability "
                f"{rep['min_peak_probability']})", err=True)
+    by_source = (rep.get("summary") or {}).get("by_source") or {}
+    if len(by_source) > 1:
+        from edge_runtime.commands.evaluate import source_lines
+        for line in source_lines(by_source, rep["summary"].get("worst_source") or {}):
+            click.echo(line, err=True)

@@ -49,6 +49,47 @@ def choose(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE, dice_tie=DICE_TIE):
     return min(sweep, key=lambda s: (_fp(s), -s["dice_mean"]))
 
 
+def _sources(point):
+    """(tumour sources, tumour-free sources) of a sweep point's ``by_source``."""
+    by = point.get("by_source") or {}
+    return ([n for n, s in by.items() if s.get("n_tumour")],
+            [n for n, s in by.items() if s.get("n_tumour_free")])
+
+
+def worst_dice(point):
+    """The lowest mean per-scan Dice over the point's sources with tumour scans."""
+    tumour, _free = _sources(point)
+    return min(point["by_source"][n]["dice_mean"] for n in tumour)
+
+
+def worst_fp(point):
+    """The highest share of tumour-free scans flagged over the point's tumour-free sources
+    (0.0 when there are none)."""
+    _tumour, free = _sources(point)
+    return max((point["by_source"][n]["fp_scan_rate"] for n in free), default=0.0)
+
+
+def is_multi_source(sweep):
+    """True when the sweep's scans come from more than one source of either kind."""
+    tumour, free = _sources(sweep[0]) if sweep else ([], [])
+    return len(tumour) > 1 or len(free) > 1
+
+
+def choose_per_source(sweep, max_fp_scan_rate=MAX_FP_SCAN_RATE, dice_tie=DICE_TIE):
+    """``choose`` for scans from several sources, judged on the worst one: among the points
+    that flag at most ``max_fp_scan_rate`` of the tumour-free scans of EACH tumour-free
+    source, the fewest worst-source flags of those within ``dice_tie`` of the best
+    worst-source Dice (then the lightest filters); if none qualifies, the fewest
+    worst-source flags (best worst-source Dice among ties)."""
+    ok = [s for s in sweep if worst_fp(s) <= max_fp_scan_rate]
+    if ok:
+        best = max(worst_dice(s) for s in ok)
+        near = [s for s in ok if worst_dice(s) >= best - dice_tie]
+        return min(near, key=lambda s: (worst_fp(s), -worst_dice(s), s["min_area_fraction"],
+                                        s.get("min_peak_probability", 0.0)))
+    return min(sweep, key=lambda s: (worst_fp(s), -worst_dice(s)))
+
+
 def refuse_context_run(run_dir, config, what, error=None):
     """Raise ``error`` (default ``EdgeSegError``; one line) when the run in ``run_dir`` was
     trained with neighbouring slices (``--context``): ``what`` takes one slice, as the
@@ -96,8 +137,13 @@ def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
     points, _failures = sweep(samples, predict, config["preprocessing"], thresholds,
                               min_area_fractions, min_peak_probabilities, progress=progress,
                               batch_size=8, label="validation sweep")
-    best = choose(points, max_fp_scan_rate)
-    limit_met = meets_fp_limit(best, max_fp_scan_rate)
+    per_source = is_multi_source(points)
+    if per_source:
+        best = choose_per_source(points, max_fp_scan_rate)
+        limit_met = worst_fp(best) <= max_fp_scan_rate
+    else:
+        best = choose(points, max_fp_scan_rate)
+        limit_met = meets_fp_limit(best, max_fp_scan_rate)
     if not limit_met:
         log(f"no setting keeps tumour-free scans flagged <= {max_fp_scan_rate:.0%}: "
             f"chose the fewest ({best['fp_scan_rate']:.1%})")
@@ -116,7 +162,16 @@ def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
         "variant": config.get("variant"), "preset": config.get("preset"),
         "threshold": best["threshold"], "min_area_fraction": best["min_area_fraction"],
         "min_peak_probability": best["min_peak_probability"],
-        "selection": (f"best mean Dice among (threshold, min_area_fraction, "
+        "selection": (f"the best worst-source mean Dice among (threshold, min_area_fraction, "
+                      f"min_peak_probability) with a tumour predicted on <= "
+                      f"{max_fp_scan_rate:.0%} of the validation tumour-free scans of EACH "
+                      f"source, a worst-source Dice within {DICE_TIE} of the best a tie settled "
+                      "by fewer worst-source flags; chosen on validation only"
+                      if per_source and limit_met else
+                      f"NO setting met the limit of {max_fp_scan_rate:.0%} tumour-free scans "
+                      "flagged on every source: the one flagging the fewest on its worst "
+                      "source; chosen on validation only" if per_source else
+                      f"best mean Dice among (threshold, min_area_fraction, "
                       f"min_peak_probability) with a tumour "
                       f"predicted on <= {max_fp_scan_rate:.0%} of validation tumour-free "
                       f"scans, Dice within {DICE_TIE} of the best a tie settled by fewer "
@@ -125,6 +180,7 @@ def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
                       "flagged: the one flagging the fewest (best Dice among ties); chosen on "
                       "validation only"),
         "fp_limit": max_fp_scan_rate, "fp_limit_met": limit_met,
+        "selection_per_source": per_source,
         "split": split.get("counts", {}), "split_seed": config.get("seed"),
         "data": info, "sweep": points,
         "summary": chosen.summary,

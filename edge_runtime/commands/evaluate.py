@@ -67,6 +67,37 @@ def summary_lines(summary):
         lines.append(f"tumour-free scans: {tf['fp_scans']}/{tf['n']} with a predicted tumour "
                      f"(false-positive scan rate {_pct(tf['fp_scan_rate'])}, 95 % interval "
                      f"{_pct(tf['fp_scan_rate_ci95'][0])}-{_pct(tf['fp_scan_rate_ci95'][1])})")
+    if len(s.get("by_source") or {}) > 1:
+        lines.extend(source_lines(s["by_source"], s.get("worst_source") or {}))
+    return lines
+
+
+def source_lines(by_source, worst):
+    """One line per source (Dice with its patient/group interval, per class; tumour-free
+    scans flagged with their Wilson interval) and the worst source."""
+    lines = ["per source (a model is judged on its worst source):"]
+    for name, src in by_source.items():
+        parts = []
+        if src.get("tumour"):
+            g, bp = src["tumour"], src["by_patient"]
+            lo, hi = bp["bootstrap"]["dice_mean_ci95"]
+            classes = ", ".join(f"{c} {_pct(v['dice_mean'])}"
+                                for c, v in src["by_class"].items())
+            ci = f" [{_pct(lo)}-{_pct(hi)}]" if lo is not None and math.isfinite(lo) else ""
+            parts.append(f"Dice {_pct(g['dice_mean'])}{ci} over "
+                         f"{g['n']} scans / {bp['n_patients']} groups ({classes}); missed "
+                         f"{g['missed_scans']}")
+        if src.get("tumour_free"):
+            f = src["tumour_free"]
+            lo, hi = f["fp_scan_rate_ci95"]
+            parts.append(f"tumour-free flagged {f['fp_scans']}/{f['n']} = "
+                         f"{_pct(f['fp_scan_rate'])} [{_pct(lo)}-{_pct(hi)}]")
+        lines.append(f"  {name:<14} " + "; ".join(parts))
+    d, f = worst.get("dice_mean"), worst.get("fp_scan_rate")
+    if d:
+        lines.append(f"  worst Dice: {d['source']} {_pct(d['value'])}")
+    if f:
+        lines.append(f"  worst false alarms: {f['source']} {_pct(f['value'])}")
     return lines
 
 
