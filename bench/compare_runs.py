@@ -68,8 +68,14 @@ def scan_row(sample, pred, truth):
 
 def _paired(rows_a, rows_b):
     """Match two row lists by scan key; only scans scored ok in both count."""
-    a = {r["key"]: r for r in rows_a}
-    b = {r["key"]: r for r in rows_b}
+    # A scan is its source and its key (two sources may reuse keys), when both runs record
+    # sources; a results file written before sources were recorded pairs by key alone.
+    sourced = (any(r.get("source") for r in rows_a) and any(r.get("source") for r in rows_b))
+
+    def key(r):
+        return (r.get("source") or "" if sourced else "", str(r["key"]))
+    a = {key(r): r for r in rows_a}
+    b = {key(r): r for r in rows_b}
     if set(a) != set(b):
         only_a, only_b = len(set(a) - set(b)), len(set(b) - set(a))
         raise CompareError(f"the two runs scored different scans ({only_a} only in the first, "
@@ -144,7 +150,37 @@ def compare(rows_a, rows_b, resamples=RESAMPLES, seed=SEED):
                         "only_b": sum(1 for a, b in free if b["any_tumour_predicted"]
                                       and not a["any_tumour_predicted"])},
         "bootstrap": {"resamples": int(resamples), "seed": int(seed), "unit": "patient family"},
+        "by_source": by_source(pairs, resamples, seed),
     }
+
+
+def by_source(pairs, resamples=RESAMPLES, seed=SEED):
+    """{source: {"tumour": paired_difference, "by_class": ..., "tumour_free": {n, flagged_a,
+    flagged_b}}} for rows that name their source (``source`` column); {} otherwise. A model
+    is judged on its worst source, so each source gets its own paired interval."""
+    names = sorted({a.get("source") or "" for a, _ in pairs})
+    if names in ([], [""]):
+        return {}
+    out = {}
+    for name in names:
+        ps = [p for p in pairs if (p[0].get("source") or "") == name]
+        tumour = [p for p in ps if p[0]["has_tumour"]]
+        free = [p for p in ps if not p[0]["has_tumour"]]
+        entry = {}
+        if tumour:
+            classes = sorted({p[0].get("label_name") or "tumour" for p in tumour})
+            entry["tumour"] = paired_difference(tumour, resamples, seed)
+            entry["by_class"] = {c: paired_difference(
+                [p for p in tumour if (p[0].get("label_name") or "tumour") == c], resamples,
+                seed) for c in classes}
+            entry["missed_a"] = sum(1 for a, _ in tumour if a.get("pred_px") == 0)
+            entry["missed_b"] = sum(1 for _, b in tumour if b.get("pred_px") == 0)
+        if free:
+            entry["tumour_free"] = {
+                "n": len(free), "flagged_a": sum(1 for a, _ in free if a["any_tumour_predicted"]),
+                "flagged_b": sum(1 for _, b in free if b["any_tumour_predicted"])}
+        out[name or "unknown"] = entry
+    return out
 
 
 def _row(name, d):
@@ -180,6 +216,22 @@ def to_markdown(result, name_a, name_b):
         f"{tf['n']}; flagged by A only {tf['only_a']}, by B only {tf['only_b']}.",
         "",
     ]
+    if result.get("by_source"):
+        lines += ["Per source (the paired interval within each source; a model is judged on "
+                  "its worst source):", "",
+                  "| source: scans with a tumour | scans (groups) | Dice A | Dice B | "
+                  "B - A [95 %] | B ahead | mIoU A → B | mIoU B - A [95 %] |",
+                  "|---|---|---|---|---|---|---|---|"]
+        free_lines = []
+        for name, src in result["by_source"].items():
+            if "tumour" in src:
+                lines.append(_row(f"{name}", src["tumour"]))
+                lines += [_row(f"{name}: {c}", d) for c, d in src["by_class"].items()]
+            if "tumour_free" in src:
+                f = src["tumour_free"]
+                free_lines.append(f"- {name}: tumour-free scans flagged A {f['flagged_a']} of "
+                                  f"{f['n']}, B {f['flagged_b']} of {f['n']}")
+        lines += ["", *free_lines, ""]
     if "dice_diff_ci95" in t and all(math.isfinite(v) for v in t["dice_diff_ci95"]):
         lo, hi = t["dice_diff_ci95"]
         verdict = ("B is ahead beyond the patient-level noise" if lo > 0 else

@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": ("edge_runtime.commands.evaluate:evaluate",
              "Score a bundle on labelled scans or tumour-free scans.", None),
     "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
+    "calibrate": ("edge_runtime.commands.calibrate:calibrate", "Check a bundle on a site's tumour-free scans and write a site bundle.", None),
     "train": ("edge_seg.train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
     "convert": ("edge_seg.convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "

@@ -114,3 +114,22 @@ def test_eval_prints_every_source_and_the_worst(two_sources, tiny_bundle):
     for name in ("good", "poor", "quiet"):
         assert f"  {name} " in res.output
     assert "worst Dice: poor" in res.output
+
+
+def test_compare_runs_gives_each_source_its_own_paired_interval(two_sources):
+    from bench.compare_runs import compare
+    good, poor, neg = two_sources
+    samples = _all(good, poor, neg)
+    a = evaluate(samples, identity, SPEC).rows
+    b = evaluate(samples, identity, SPEC, min_area_fraction=0.05).rows   # drops the alarm
+    by = compare(a, b, resamples=200)["by_source"]
+    assert set(by) == {"good", "poor", "quiet"}
+    assert by["poor"]["tumour"]["dice_a"] == pytest.approx(0.5)
+    assert by["quiet"]["tumour_free"] == {"n": 4, "flagged_a": 1, "flagged_b": 0}
+
+
+def test_gate_auc_counts_ties_half():
+    from bench.gate_roc import auc
+    assert auc([0.9, 0.8], [0.1, 0.1]) == 1.0
+    assert auc([0.5], [0.5]) == 0.5
+    assert auc([0.0, 1.0], [0.5, 0.5]) == 0.5
