@@ -156,3 +156,15 @@ def test_one_line_errors(tiny_bundle, tmp_path, case, code, words):
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in res.output
     assert _sha(tiny_bundle) == before
     assert not out.exists() or out.read_bytes() == b"someone else's file"
+
+
+def test_a_bad_scan_is_listed_and_the_rest_calibrate(tiny_bundle, tmp_path):
+    neg = _negatives(tmp_path / "neg")
+    (neg / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "site.zip"
+    res = _run(tiny_bundle, "--negatives", neg, "--out", out)
+    assert res.exit_code == 1, res.output
+    assert "broken.png" in res.output and out.is_file()
+    cal = _manifest(out)["calibration"]
+    assert cal["negatives"]["scans"] == 81 and cal["negatives"]["scored"] == 80
+    assert cal["failed_scans"] == 1
