@@ -221,11 +221,11 @@ def calibrate(bundle, negatives, labelled=(), target_fpr=0.05, criterion="upper"
     neg, neg_fail = gate_components(neg_samples, predict, bundle.preprocessing, thresholds,
                                     progress=progress, label="tumour-free scans")
     if len(neg) < need:
+        first = neg_fail[0] if neg_fail else ("?", "?")
         raise CalibrationError(
             f"--negatives {negatives}: only {len(neg)} of {len(neg_samples)} scans could be "
-            f"read; at least {need} are needed ({len(neg_fail)} failed, e.g. "
-            f"{neg_fail[0][0]}: {neg_fail[0][1]})" if neg_fail else
-            f"--negatives {negatives}: only {len(neg)} scans could be scored; {need} needed")
+            f"read; at least {need} are needed ({len(neg_fail)} failed, e.g. {first[0]}: "
+            f"{first[1]})")
     lab, lab_fail = (gate_components(lab_samples, predict, bundle.preprocessing, thresholds,
                                      progress=progress, label="labelled scans")
                      if lab_samples else ([], []))

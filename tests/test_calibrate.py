@@ -168,3 +168,11 @@ def test_a_bad_scan_is_listed_and_the_rest_calibrate(tiny_bundle, tmp_path):
     cal = _manifest(out)["calibration"]
     assert cal["negatives"]["scans"] == 81 and cal["negatives"]["scored"] == 80
     assert cal["failed_scans"] == 1
+
+
+def test_too_few_readable_scans_is_refused(tiny_bundle, tmp_path):
+    neg = _negatives(tmp_path / "neg", n=73, alarms=0)
+    (neg / "neg_000.png").write_bytes(b"broken")
+    res = _run(tiny_bundle, "--negatives", neg, "--out", tmp_path / "site.zip")
+    assert res.exit_code == 2 and "only 72 of 73 scans could be read" in res.output
+    assert "neg_000.png" in res.output and not (tmp_path / "site.zip").exists()
