@@ -21,7 +21,7 @@ from pathlib import Path
 
 THRESHOLDS = (0.5, 0.6, 0.7)
 MIN_AREA_FRACTIONS = (0.0, 0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006)
-MIN_PEAK_PROBABILITIES = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99)
+MIN_PEAK_PROBABILITIES = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 MAX_FP_SCAN_RATE = 0.05
 DICE_TIE = 0.001   # below the third decimal the README reports: no difference worth a false alarm
 
@@ -99,7 +99,7 @@ def refuse_context_run(run_dir, config, what, error=None):
         raise (error or EdgeSegError)(
             f"{run_dir}: trained with --context {config['context']} (neighbouring slices as "
             f"input); {what} takes one slice, as the device runtime does: score it with "
-            f"python -m bench.context_probe")
+            f"python -m bench.lab.context_probe")
 
 
 def final_report(run_dir, checkpoint="best.keras", thresholds=THRESHOLDS,
