@@ -62,3 +62,17 @@ def _write_figshare(root, scans):
 def write_figshare():
     """``write_figshare(root, scans)``: a labelled folder in the figshare layout."""
     return _write_figshare
+
+
+def pytest_addoption(parser):
+    parser.addoption("--lab", action="store_true",
+                     help="also run the tests of the lab's archive (bench/lab; marker 'lab')")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--lab"):
+        return
+    skip = pytest.mark.skip(reason="the lab archive (bench/lab): run with --lab -m lab")
+    for item in items:
+        if "lab" in item.keywords:
+            item.add_marker(skip)

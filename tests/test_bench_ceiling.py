@@ -1,10 +1,13 @@
-"""bench.resolution_ceiling: what the input resolution alone costs the Dice."""
+"""bench.lab.resolution_ceiling: what the input resolution alone costs the Dice."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from bench.resolution_ceiling import ceiling, main
+from bench.lab.resolution_ceiling import ceiling, main
 from edge_runtime.datasets import Sample
+
+pytestmark = pytest.mark.lab  # the lab archive (bench/lab): pytest --lab -m lab
 
 
 def _mask(path, size, box):

@@ -1,4 +1,4 @@
-"""``python -m bench.slice_context``: a bundle's maps fused across neighbouring slices."""
+"""``python -m bench.lab.slice_context``: a bundle's maps fused across neighbouring slices."""
 
 import json
 from pathlib import Path
@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import slice_context
+from bench.lab import slice_context
 from edge_runtime.datasets import Sample
+
+pytestmark = pytest.mark.lab  # the lab archive (bench/lab): pytest --lab -m lab
 
 SIZE = 64
 BLOB = (slice(20, 44), slice(20, 44))

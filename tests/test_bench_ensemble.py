@@ -1,4 +1,4 @@
-"""``python -m bench.ensemble``: the mean of several runs' models, scored as a run's report."""
+"""``python -m bench.lab.ensemble``: the mean of several runs' models, scored as a run's report."""
 
 import json
 import shutil
@@ -6,7 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from bench import ensemble
+from bench.lab import ensemble
+
+pytestmark = pytest.mark.lab  # the lab archive (bench/lab): pytest --lab -m lab
 
 
 def _fake_run(root, name, split=None, preprocessing=None, files=("best.keras",)):

@@ -1,4 +1,4 @@
-"""``python -m bench.failures``: where the Dice is lost, and the worst scans as a figure."""
+"""``python -m bench.lab.failures``: where the Dice is lost, and the worst scans as a figure."""
 
 import json
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import failures
+from bench.lab import failures
+
+pytestmark = pytest.mark.lab  # the lab archive (bench/lab): pytest --lab -m lab
 
 
 def _row(key, cls, dice, family=None, truth=100, pred=None):

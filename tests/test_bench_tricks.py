@@ -1,4 +1,4 @@
-"""``python -m bench.inference_tricks``: flip TTA, thresholds and region rules, measured on a
+"""``python -m bench.lab.inference_tricks``: flip TTA, thresholds and region rules, measured on a
 bundle."""
 
 import json
@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import inference_tricks
+from bench.lab import inference_tricks
+
+pytestmark = pytest.mark.lab  # the lab archive (bench/lab): pytest --lab -m lab
 
 ROOT = Path(__file__).resolve().parents[1]
 

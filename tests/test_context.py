@@ -1,6 +1,6 @@
 """Neighbouring slices as input channels (``--context``): stacking, patches, widening a
 trained network, and the runs that use them (refused by the report and export, scored by
-``python -m bench.context_probe``)."""
+``python -m bench.lab.context_probe``)."""
 
 import json
 from pathlib import Path
@@ -129,6 +129,7 @@ def _series(patients=8, slices=5, size=64):
                    "image": (img * 255).astype(np.uint8), "mask": m}
 
 
+@pytest.mark.lab
 def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
         tmp_path, monkeypatch, capsys, write_figshare):
     from click.testing import CliRunner
@@ -136,7 +137,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
     from edge_seg.convert.source import SourceError, open_source
     from edge_runtime.cli import main as cli_main
     from edge_runtime.errors import EdgeSegError
-    from bench import context_probe
+    from bench.lab import context_probe
     from edge_seg.train.report import final_report
 
     monkeypatch.setenv("EDGE_SEG_CACHE", str(tmp_path / "cache"))
@@ -151,7 +152,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
         "--out", str(ctx), "--context", "1", "--init-from", str(control / "best.keras")])
     assert out.exit_code == 0, out.output
     assert "input widened to 3 channels" in out.output
-    assert "score it with python -m bench.context_probe" in out.output
+    assert "score it with python -m bench.lab.context_probe" in out.output
     assert not (ctx / "report.json").exists()        # the report takes one slice
     assert json.loads((ctx / "config.json").read_text())["context"] == 1
     assert keras.models.load_model(ctx / "last.keras", compile=False).input_shape[-1] == 3
@@ -175,7 +176,7 @@ def test_a_context_run_trains_from_a_single_slice_run_and_is_scored_against_it(
     assert t["dice_b"] == pytest.approx(last[ctx], abs=1e-4)
     assert t["n_scans"] == len(json.loads((ctx / "split.json").read_text())["val_keys"])
     md = (res / "context_probe_control_vs_ctx.md").read_text()
-    assert "python -m bench.context_probe" in md and "model resolution" in md
+    assert "python -m bench.lab.context_probe" in md and "model resolution" in md
 
     capsys.readouterr()
     assert context_probe.main([str(control), str(tmp_path / "nope"), "--out", str(res)]) == 2

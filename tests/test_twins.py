@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from edge_runtime.datasets import read_negatives
@@ -77,8 +78,9 @@ def test_new_runs_leave_twins_out_and_old_runs_keep_what_they_trained_on(tmp_pat
     assert TrainConfig().twin_similarity == DEFAULT_THRESHOLD
 
 
+@pytest.mark.lab
 def test_leakage_counts_twins_and_splits_the_flag_rate_by_them(tmp_path, capsys):
-    from bench import leakage
+    from bench.lab import leakage
     from edge_runtime.evaluate import rows_to_csv
 
     for i in range(6):

@@ -1,6 +1,6 @@
 """Would the mean of several models beat the best of them? The ensemble check of our runs.
 
-    python -m bench.ensemble runs/A runs/B [runs/C ...] --out runs/NAME [--results bench/results]
+    python -m bench.lab.ensemble runs/A runs/B [runs/C ...] --out runs/NAME [--results bench/results]
 
 Each run's ``best.keras`` predicts every validation scan; the probability maps are averaged
 scan by scan, and the mean is scored exactly as a run's own report is (``train.report``: the
@@ -90,7 +90,7 @@ def to_markdown(rows, name):
             "tumour-free flagged", "missed"] + classes + ["threshold / min area / min peak"]
     lines = [f"# Ensemble check: {name}", "",
              "Validation split, every scan at its own resolution, each at the post-processing "
-             "its own report chose (`python -m bench.ensemble`). The last row averages the "
+             "its own report chose (`python -m bench.lab.ensemble`). The last row averages the "
              "members' probability maps.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -144,7 +144,7 @@ def ensemble(runs, out_dir, checkpoint="best.keras", limit=None, log=print):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.ensemble",
+    ap = argparse.ArgumentParser(prog="python -m bench.lab.ensemble",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="reported run folders (runs/NAME)")
     ap.add_argument("--out", required=True, help="the new run folder for the ensemble")

@@ -1,7 +1,7 @@
 """Does a neighbouring slice help? Fuse a bundle's probability maps across adjacent slices.
 
-    python -m bench.slice_context BUNDLE --run runs/NAME [--data DIR ...] [--out DIR]
-    python -m bench.slice_context BUNDLE --data DIR [--data DIR ...] [--out DIR]
+    python -m bench.lab.slice_context BUNDLE --run runs/NAME [--data DIR ...] [--out DIR]
+    python -m bench.lab.slice_context BUNDLE --data DIR [--data DIR ...] [--out DIR]
 
 The slices of one figshare patient are neighbours in one series: the scans with ``index``
 (the sample key) ± 1 of the same patient, and the same size, are the slices next to it.
@@ -152,7 +152,7 @@ def render_markdown(result, source):
              f"{result['threshold']}, smallest area {result['min_area_fraction']} and peak "
              f"filter {result['min_peak_probability']} follow every rule. Differences are "
              "paired against `as shipped`, 95 % intervals from a bootstrap over patient "
-             "families. Command: `python -m bench.slice_context`; rules fixed in "
+             "families. Command: `python -m bench.lab.slice_context`; rules fixed in "
              "`runs/CONTEXT.md`.", "",
              "| rule | what it does | Dice | change [95 %] | mIoU (2-class) | change [95 %] "
              "| tumour-free flagged |", "|---|---|---|---|---|---|---|"]
@@ -194,7 +194,7 @@ def render_markdown(result, source):
 
 
 def main(argv=None):
-    ap = make_parser("bench.slice_context", __doc__, limit=True)
+    ap = make_parser("bench.lab.slice_context", __doc__, limit=True)
     args = ap.parse_args(argv)
 
     return run_measurement(

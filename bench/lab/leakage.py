@@ -1,6 +1,6 @@
 """Did the validation scans leak into training? Near-twins across a run's split.
 
-    python -m bench.leakage --run runs/NAME [--scans CSV] [--threshold 0.98] [--out bench/results]
+    python -m bench.lab.leakage --run runs/NAME [--scans CSV] [--threshold 0.98] [--out bench/results]
                             [--also runs/OTHER ...]
 
 A split by patient family keeps a patient's slices on one side, but only where the data says
@@ -94,7 +94,7 @@ def _pct(r, interval):
 def to_markdown(result, source):
     t = result["threshold"]
     lines = ["# Validation scans with a training twin", "",
-             f"Split: {source} (`python -m bench.leakage`). Similarity: the correlation of "
+             f"Split: {source} (`python -m bench.lab.leakage`). Similarity: the correlation of "
              f"{THUMB}x{THUMB} thumbnails; a training twin: a training scan at ≥ {t}. The "
              "tumour scans (split by patient family) are the control.", "",
              "| validation scans | n | with a training twin | similarity to the nearest "
@@ -138,7 +138,7 @@ def to_markdown(result, source):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.leakage", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m bench.lab.leakage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="training run folder (its split.json)")
     ap.add_argument("--data", action="append", default=[],

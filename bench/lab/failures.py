@@ -1,7 +1,7 @@
 """Where the Dice is lost, and what the worst scans look like.
 
-    python -m bench.failures BUNDLE --run runs/NAME [--per-class 3] [--out bench/results]
-    python -m bench.failures BUNDLE --data DIR [--data DIR ...] [--out DIR]
+    python -m bench.lab.failures BUNDLE --run runs/NAME [--per-class 3] [--out bench/results]
+    python -m bench.lab.failures BUNDLE --data DIR [--data DIR ...] [--out DIR]
 
 The bundle segments every scan (``--run``: the run's validation split, as every other number
 in the README; ``--data``: every scan in those folders), exactly as ``edge-seg run`` does.
@@ -174,7 +174,7 @@ def render(bundle, samples, picked, threads=None):
 def to_markdown(budget, picked, bundle_name, source, figure):
     lines = [f"# Where the Dice is lost: {bundle_name}", "",
              f"Scans: {source}; the bundle as `edge-seg run` runs it "
-             "(`python -m bench.failures`). Each cell: the points of the mean Dice over all "
+             "(`python -m bench.lab.failures`). Each cell: the points of the mean Dice over all "
              "scans with a tumour lost to that kind of scan (scans in brackets); a row's "
              "cells sum to its share of the gap to 1.", "",
              "| class | scans | mean Dice | " + " | ".join(LOSS_COLUMNS) + " |",
@@ -200,7 +200,7 @@ def to_markdown(budget, picked, bundle_name, source, figure):
 
 
 def main(argv=None):
-    ap = make_parser("bench.failures", __doc__)
+    ap = make_parser("bench.lab.failures", __doc__)
     ap.add_argument("--per-class", type=int, default=3, help="scans shown per class")
     args = ap.parse_args(argv)
     if args.per_class < 1:

@@ -5,7 +5,7 @@ probability map (``preprocess.restore``, threshold 0.5) and scored against itsel
 that were perfect at 256 px would score this; the gap to it is the model's, not the
 resolution's.
 
-    python -m bench.resolution_ceiling --run runs/NAME [--size 256 ...]
+    python -m bench.lab.resolution_ceiling --run runs/NAME [--size 256 ...]
 
 Prints the mean Dice per scan over the run's validation scans with a tumour, per class.
 """
@@ -34,7 +34,7 @@ def ceiling(samples, size):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.resolution_ceiling",
+    ap = argparse.ArgumentParser(prog="python -m bench.lab.resolution_ceiling",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="a training run folder (its validation split)")
     ap.add_argument("--data", action="append", default=None,

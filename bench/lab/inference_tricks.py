@@ -1,8 +1,8 @@
 """What inference-time tricks buy: flip test-time augmentation, the threshold, and keeping
 fewer of the predicted regions.
 
-    python -m bench.inference_tricks BUNDLE --run runs/NAME [--data DIR ...] [--out DIR]
-    python -m bench.inference_tricks BUNDLE --data DIR [--data DIR ...] [--out DIR]
+    python -m bench.lab.inference_tricks BUNDLE --run runs/NAME [--data DIR ...] [--out DIR]
+    python -m bench.lab.inference_tricks BUNDLE --data DIR [--data DIR ...] [--out DIR]
 
 The bundle runs over the scans twice: as it is, and with left-right flip test-time
 augmentation (TTA: the mean of the probability map of the scan and the flipped-back map of
@@ -188,7 +188,7 @@ def render_markdown(result, source):
              f"Scans: {source}. Smallest area {result['min_area_fraction']} and peak filter "
              f"{result['min_peak_probability']} as in the bundle; the bundle's own threshold is "
              f"{result['threshold']}. Changes are against the bundle as shipped. Flip TTA "
-             "doubles the inference time. Command: `python -m bench.inference_tricks`.", "",
+             "doubles the inference time. Command: `python -m bench.lab.inference_tricks`.", "",
              "| mode | threshold | Dice | change | mIoU (2-class) | change | tumour-free flagged "
              "| change | missed |", "|---|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
@@ -218,7 +218,7 @@ def render_markdown(result, source):
 
 
 def main(argv=None):
-    ap = make_parser("bench.inference_tricks", __doc__, limit=True)
+    ap = make_parser("bench.lab.inference_tricks", __doc__, limit=True)
     ap.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)))
     args = ap.parse_args(argv)
 
