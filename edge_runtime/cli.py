@@ -19,6 +19,9 @@ COMMANDS = {
     "eval": ("edge_runtime.commands.evaluate:evaluate",
              "Score a bundle on labelled scans or tumour-free scans.", None),
     "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
+    "serve": ("edge_runtime.commands.serve:serve",
+              "A browser page for clinic staff: drop in scans, see the result "
+              "(needs edge-seg[serve]).", None),
     "train": ("train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
     "convert": ("convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "
@@ -93,3 +96,7 @@ def main():
 
     Research software: not a medical device, not for diagnosis.
     """
+
+
+if __name__ == "__main__":
+    main()
