@@ -13,7 +13,7 @@ Routes (every other path is 404):
     POST /jobs/<id>/delete               form: csrf -> 303 to /results
     GET  /results                        past results (kept --keep-days)
     GET  /login, POST /login, POST /logout   only used when a token is required
-    GET  /static/style.css, /static/app.js
+    GET  /static/style.css, /static/app.js, /static/favicon.svg
 """
 
 import asyncio
@@ -38,8 +38,9 @@ from edge_runtime.serve.worker import Worker
 WEB_STACK = (("starlette", "starlette"), ("uvicorn", "uvicorn"),
              ("python_multipart", "python-multipart"))
 STATIC = {"style.css": "text/css; charset=utf-8",
-          "app.js": "text/javascript; charset=utf-8"}
-PUBLIC_PATHS = ("/login", "/static/style.css", "/static/app.js")
+          "app.js": "text/javascript; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
+PUBLIC_PATHS = ("/login",) + tuple(f"/static/{name}" for name in STATIC)
 MAX_SMALL_FORM = 8192
 LOGIN_FAILURE_DELAY_S = 1.0
 POLL_RESULT_STATES = ("done", "interrupted")

@@ -57,6 +57,7 @@ def layout(title, body, ctx=None, *, nav=True, notice=False, head_extra=""):
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)} · edge-seg</title>
 <link rel="stylesheet" href="/static/style.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <script src="/static/app.js" defer></script>
 {head_extra}
 </head>
@@ -141,7 +142,7 @@ def findings_in_words(f):
             area = f"{_num(f['area_mm2'], 1)} mm² ({_num(f['area_px'])} pixels)"
         else:
             area = (f"{_num(f['area_px'])} pixels, {100 * f['area_fraction']:.2f} % of the image "
-                    "(mm² unknown: the file carries no pixel spacing)")
+                    "(no mm²: the file has no pixel spacing)")
         rows.append(("Area", area))
         box = f.get("bbox")
         if box:
@@ -155,8 +156,8 @@ def findings_in_words(f):
         n = f.get("components") or 0
         rows.append(("Regions", f"{n} separate region{'s' if n != 1 else ''}"))
         if f.get("mean_probability") is not None:
-            rows.append(("Confidence", f"model probability {_pct(f['mean_probability'])} on "
-                                       f"average inside the outline (highest "
+            rows.append(("Confidence", f"{_pct(f['mean_probability'])} mean model probability "
+                                       f"inside the outline (highest "
                                        f"{_pct(f['max_probability'])})"))
     else:
         if f.get("max_probability") is not None:
@@ -169,7 +170,7 @@ def findings_in_words(f):
     scan += f" ({inp['mode']})" if inp.get("mode") else ""
     rows.append(("Scan", scan))
     rows.append(("Pixel spacing", f"{spacing[0]:.3g} × {spacing[1]:.3g} mm" if spacing
-                 else "unknown (no DICOM spacing in the file)"))
+                 else "unknown (only DICOM files carry it)"))
     bundle = f.get("bundle") or {}
     rows.append(("Model", f"{bundle.get('name', '?')}, threshold {f.get('threshold')}"))
     return headline, rows
