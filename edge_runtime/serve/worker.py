@@ -10,6 +10,7 @@ A TFLite interpreter must not be used by two threads at once, so one thread runs
 the web layer only queues job ids and reads ``job.json`` for progress.
 """
 
+import io
 import logging
 import queue
 import threading
@@ -19,7 +20,7 @@ from PIL import Image
 
 from edge_runtime.errors import InputImageError
 from edge_runtime.outputs import (OUTLINE_RGB, TINT_ALPHA, TINT_RGB, atomic_write_many,
-                                  display_gray, outline, png_bytes)
+                                  display_gray, outline)
 from edge_runtime.serve.store import JobNotFound, scan_stem
 
 log = logging.getLogger("edge_seg.serve")
@@ -27,6 +28,14 @@ log = logging.getLogger("edge_seg.serve")
 VIEW_SUFFIX = "_view.png"
 LAYER_SUFFIX = "_layer.png"
 LAYER_TINT_ALPHA = 0.45        # the layer's own tint; the page's opacity slider scales it
+VIEW_PNG_LEVEL = 1             # zlib level of the display layers: 3-4x faster than the
+                               # default 6 on a Pi, files ~20 % larger (never downloaded)
+
+
+def _display_png(image):
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=VIEW_PNG_LEVEL)
+    return buf.getvalue()
 
 
 def view_images(pixels, mask):
@@ -56,8 +65,8 @@ def segment_scan(segmenter, path, out_dir, stem, source_name, max_pixels):
     findings = dict(result.findings, source=source_name)
     write_outputs(out_dir, stem, scan.pixels, result.mask, findings)
     gray, layer = view_images(scan.pixels, result.mask)
-    atomic_write_many({out_dir / f"{stem}{VIEW_SUFFIX}": png_bytes(gray),
-                       out_dir / f"{stem}{LAYER_SUFFIX}": png_bytes(layer)})
+    atomic_write_many({out_dir / f"{stem}{VIEW_SUFFIX}": _display_png(gray),
+                       out_dir / f"{stem}{LAYER_SUFFIX}": _display_png(layer)})
     return findings
 
 
