@@ -196,7 +196,8 @@ def test_upload_example_shows_findings_and_downloads_match_edge_seg_run(client, 
     assert "Tumour found" in page.text
     assert "x 300–357, y 321–381 (58 × 61 pixels)" in page.text
     assert "no mm²: the file has no pixel spacing" in page.text
-    assert "97 % mean model probability inside the outline (highest 100 %)" in page.text
+    assert "97\u00a0% mean model probability inside the outline (highest 100\u00a0%)" \
+        in page.text
     assert f'{job}/scans/0/view.png' in page.text and f'{job}/scans/0/layer.png' in page.text
     assert 'id="opacity"' in page.text and 'id="show-mask"' in page.text
     assert 'id="slice"' not in page.text            # one scan: no scroller

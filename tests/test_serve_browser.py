@@ -89,7 +89,7 @@ def test_upload_the_example_and_see_the_outlined_tumour(driver, server, tmp_path
         ec.visibility_of_element_located((By.CSS_SELECTOR, ".findings .headline")))
     assert headline.text == "Tumour found"
     assert "Not a medical device." in driver.find_element(By.ID, "notice").text
-    rows = {dt.text: dd.text for dt, dd in zip(
+    rows = {dt.text: dd.text.replace("\u00a0", " ") for dt, dd in zip(
         driver.find_elements(By.CSS_SELECTOR, ".findings dt"),
         driver.find_elements(By.CSS_SELECTOR, ".findings dd"))}
     assert rows["Bounding box"] == "x 300–357, y 321–381 (58 × 61 pixels)"

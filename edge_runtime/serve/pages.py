@@ -29,7 +29,7 @@ def _num(x, digits=0):
 
 
 def _pct(p):
-    return f"{100 * float(p):.0f} %"
+    return f"{100 * float(p):.0f}\u00a0%"   # no line break between number and unit
 
 
 def when(ts):
@@ -161,10 +161,10 @@ def findings_in_words(f):
                                        f"{_pct(f['max_probability'])})"))
     else:
         if f.get("max_probability") is not None:
-            rows.append(("Confidence", f"highest tumour probability anywhere "
-                                       f"{_pct(f['max_probability'])}; a region is outlined "
-                                       f"from {_pct(f['threshold'])} with a peak of at least "
-                                       f"{_pct(f.get('min_peak_probability') or 0)}"))
+            rows.append(("Confidence", f"{_pct(f['max_probability'])} highest tumour "
+                                       f"probability anywhere (an outline starts at "
+                                       f"{_pct(f['threshold'])} and needs a peak of "
+                                       f"{_pct(f.get('min_peak_probability') or 0)})"))
     inp = f.get("input") or {}
     scan = f"{inp.get('width')} × {inp.get('height')} pixels, {inp.get('format') or '?'}"
     scan += f" ({inp['mode']})" if inp.get("mode") else ""
@@ -187,8 +187,8 @@ def progress_section(job_id, job):
 <h1>Working on {total} scan{'s' if total != 1 else ''}</h1>
 <progress id="bar" max="{max(total, 1)}" value="{done}"></progress>
 <p id="progress-text" aria-live="polite">{_e(text)}</p>
-<p class="hint">Segmenting takes about a second per scan on a Raspberry Pi 4. This page updates
-by itself.</p>
+<p class="hint">This page updates by itself as each scan is done; you may leave it and find the
+result later under Past results.</p>
 </section>"""
 
 
@@ -243,13 +243,14 @@ def job_page(ctx, job_id, job, findings_by_index):
         controls = """<div class="controls">
 <label class="opacity">Outline opacity <input type="range" id="opacity" min="0" max="100" value="100"> <output id="opacity-value">100 %</output></label>
 <label class="toggle"><input type="checkbox" id="show-mask" checked> Show tumour outline</label>
-</div>"""
+"""
         if len(ok) > 1:
             controls += f"""<div class="scroller" id="scroller">
 <button type="button" id="prev" aria-label="previous scan">‹</button>
 <input type="range" id="slice" min="1" max="{len(ok)}" value="1" aria-label="scan">
 <button type="button" id="next" aria-label="next scan">›</button>
 <span id="slice-label">Scan 1 of {len(ok)}</span></div>"""
+        controls += "</div>"
         parts.append(controls)
         parts.append("".join(_scan_section(job_id, i, scans[i], findings_by_index[i], n == 0)
                              for n, i in enumerate(ok)))
