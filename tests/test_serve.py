@@ -514,3 +514,38 @@ def test_cli_serve_help_and_address_in_use(tmp_path):
     bad_bundle = CliRunner().invoke(main, ["serve", "--bundle", str(tmp_path / "none.zip"),
                                            "--data", str(tmp_path / "d")])
     assert bad_bundle.exit_code == 3 and "bundle not found" in bad_bundle.output
+
+
+def test_dicom_files_one_by_one_give_mm2_and_the_spacing(client, tmp_path):
+    """No series support on this branch: each .dcm is one scan, as in edge-seg run."""
+    from test_imageio import write_dicom
+
+    from edge_runtime.imageio import load_scan
+    gray = load_scan(GLIOMA).pixels.astype(np.uint16) * 16
+    dcm = write_dicom(tmp_path / "IM0001.dcm", gray, spacing=(0.5, 0.5)).read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("SERIES/IM0001", dcm)                 # DICOM without a suffix
+        zf.writestr("SERIES/IM0002", dcm)
+    job = upload_and_wait(client, [("IM0001.dcm", dcm), ("series.zip", buf.getvalue())])
+    page = client.get(job).text
+    assert "Scan 1 of 3" in page and page.count("Tumour found") == 3
+    assert "0.5 × 0.5 mm" in page
+    f = json.loads(client.get(f"{job}/scans/2/findings.json").text)
+    assert f["source"] == "IM0002" and f["spacing_mm"] == [0.5, 0.5]
+    assert f["area_mm2"] == pytest.approx(f["area_px"] * 0.25, rel=1e-3)
+    assert f"{f['area_mm2']:,.1f} mm²" in page
+
+
+def test_without_the_serve_extra_the_command_says_how_to_install_it(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import edge_runtime.serve.app as serve_app
+    from edge_runtime.cli import main
+    from edge_runtime.errors import EXIT_MISSING_EXTRA
+    monkeypatch.setattr(serve_app, "WEB_STACK", (("edge_seg_not_installed", "starlette"),))
+    result = CliRunner().invoke(main, ["serve", "--data", str(tmp_path / "d")])
+    assert result.exit_code == EXIT_MISSING_EXTRA
+    assert result.output.strip() == ("edge-seg serve: needs starlette (not installed); install "
+                                     "the 'serve' extra with: pip install 'edge-seg[serve]'")
+    assert not (tmp_path / "d").exists()

@@ -55,8 +55,8 @@ def require_web_stack():
         except ImportError:
             missing.append(package)
     if missing:
-        raise MissingExtraError(f"edge-seg serve needs {', '.join(missing)}, not installed; "
-                                "install them with: pip install 'edge-seg[serve]'")
+        raise MissingExtraError(f"needs {', '.join(missing)} (not installed); install the "
+                                "'serve' extra with: pip install 'edge-seg[serve]'")
 
 
 def limits_text(config):
