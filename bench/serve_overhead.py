@@ -8,10 +8,12 @@ with a temporary data folder, and measures
 - idle RSS of the server process (after start-up, before any upload) and after the scans,
   against the RSS of a process holding what ``edge-seg run`` holds (the bundle and one
   ``Segmenter``) after the same scans;
-- per scan: the wall time from the start of the upload (one scan per upload) to the job
-  being done (its ``job.json`` read from the data folder every 2 ms), against the time ``edge-seg run`` spends on the same
-  scan in-process (``load_scan`` + ``segment`` + ``write_outputs``); the difference is the
-  overhead of the web path (HTTP, multipart, job records, the two display layers, polling);
+- per scan, interleaved (so both see the same load on a shared machine): the wall time
+  from the start of the upload (one scan per upload) to the job being done (its ``job.json``
+  read from the data folder every 2 ms) and the server's CPU time, against the wall and CPU
+  time ``edge-seg run`` spends on the same scan in-process (``load_scan`` + ``segment`` +
+  ``write_outputs``); the paired difference is the overhead of the web path (HTTP,
+  multipart, job records, the two display layers);
 - the same for one upload holding every scan (a batch).
 
 Scans: the shipped examples (``examples/*.png``), ``--repeats`` times each. Prints a table and
@@ -127,75 +129,98 @@ def _start_server(bundle, threads, data):
     raise RuntimeError("edge-seg serve did not answer within 120 s")
 
 
-def _run_baseline(bundle, threads, scans, out):
-    """What edge-seg run does per scan, in this process -> (seconds per scan, RSS in MB of
-    this process at the end, the segmenter still alive)."""
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.imageio import load_scan
-    from edge_runtime.outputs import write_outputs
-    from edge_runtime.segment import Segmenter
-    segmenter = Segmenter(load_bundle(bundle), threads=threads)
-    times = []
-    for i, path in enumerate(scans):
-        t0 = time.perf_counter()
+class RunBaseline:
+    """What ``edge-seg run`` does per scan (``load_scan`` + ``segment`` + ``write_outputs``),
+    in this process."""
+
+    def __init__(self, bundle, threads, out):
+        from edge_runtime.bundle import load_bundle
+        from edge_runtime.segment import Segmenter
+        self.segmenter = Segmenter(load_bundle(bundle), threads=threads)
+        self.out, self.n = Path(out), 0
+
+    def __call__(self, path):
+        """-> (wall s, CPU s of this process) for one scan."""
+        from edge_runtime.imageio import load_scan
+        from edge_runtime.outputs import write_outputs
+        t0, c0 = time.perf_counter(), time.process_time()
         scan = load_scan(path)
-        result = segmenter.segment(scan)
-        write_outputs(out, f"s{i}", scan.pixels, result.mask, result.findings)
-        times.append(time.perf_counter() - t0)
-    return times, _rss_mb(os.getpid())
+        result = self.segmenter.segment(scan)
+        write_outputs(self.out, f"s{self.n}", scan.pixels, result.mask, result.findings)
+        self.n += 1
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _run_holder_rss(bundle, threads, scans):
-    """RSS of a fresh process that segments ``scans`` as edge-seg run does."""
-    code = ("import sys,tempfile,time,psutil;from pathlib import Path;"
-            "from bench.serve_overhead import _run_baseline;"
-            "a=sys.argv[1:];b=a[0] or None;t=int(a[1]) or None;"
-            "print(_run_baseline(b,t,[Path(p) for p in a[2:]],Path(tempfile.mkdtemp()))[1])")
+    """RSS (MB) of a fresh process that segments ``scans`` as edge-seg run does."""
+    code = ("import os,sys,tempfile;from pathlib import Path;"
+            "from bench.serve_overhead import RunBaseline,_rss_mb;"
+            "a=sys.argv[1:];r=RunBaseline(a[0] or None,int(a[1]) or None,tempfile.mkdtemp());"
+            "[r(Path(p)) for p in a[2:]];print(_rss_mb(os.getpid()))")
     out = subprocess.run([sys.executable, "-c", code, str(bundle or ""), str(threads or 0),
                           *map(str, scans)], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _cpu_s(proc):
+    import psutil
+    t = psutil.Process(proc.pid).cpu_times()
+    return t.user + t.system
+
+
 def measure(bundle=None, threads=None, repeats=5):
+    """Interleaved: each scan through edge-seg run's path here, then through the server, so
+    both see the same load on a shared machine; medians of the paired differences."""
     scans = [p for p in EXAMPLES for _ in range(repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "run").mkdir()
-        run_times, _ = _run_baseline(bundle, threads, scans, tmp / "run")
         run_rss = _run_holder_rss(bundle, threads, scans)
-        proc, url = _start_server(bundle, threads, tmp / "data")
+        run = RunBaseline(bundle, threads, tmp / "run")
+        data = tmp / "data"
+        proc, url = _start_server(bundle, threads, data)
         try:
             time.sleep(IDLE_SETTLE_S)
             idle_rss = _rss_mb(proc.pid)
             b = Browser(url)
             b.get("/")
-            data = tmp / "data"
+            run(EXAMPLES[0])
             b.wait(b.upload([EXAMPLES[0]]), data)          # warm-up (first inference)
-            serve_times = []
+            rows = []
             for path in scans:
-                t0 = time.perf_counter()
+                run_wall, run_cpu = run(path)
+                c0, t0 = _cpu_s(proc), time.perf_counter()
                 b.wait(b.upload([path]), data)
-                serve_times.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+                rows.append((run_wall, run_cpu, time.perf_counter() - t0, _cpu_s(proc) - c0))
+            run_batch = sum(run(p)[0] for p in scans)
+            c0, t0 = _cpu_s(proc), time.perf_counter()
             b.wait(b.upload(scans), data)
-            batch_per_scan = (time.perf_counter() - t0) / len(scans)
+            batch_wall, batch_cpu = time.perf_counter() - t0, _cpu_s(proc) - c0
             busy_rss = _rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)
-    run_med = statistics.median(run_times)
-    serve_med = statistics.median(serve_times)
+    med = statistics.median
+    n = len(scans)
+
+    def ms(x):
+        return round(1000 * x, 1)
+
     return {
-        "scans": len(scans), "threads": threads, "cpu_count": os.cpu_count(),
+        "scans": n, "threads": threads, "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0], "machine": os.uname().machine,
         "idle_rss_mb": round(idle_rss, 1), "after_scans_rss_mb": round(busy_rss, 1),
         "run_rss_mb": round(run_rss, 1),
-        "run_ms_per_scan": round(1000 * run_med, 1),
-        "serve_ms_per_scan": round(1000 * serve_med, 1),
-        "overhead_ms_per_scan": round(1000 * (serve_med - run_med), 1),
-        "serve_batch_ms_per_scan": round(1000 * batch_per_scan, 1),
-        "overhead_batch_ms_per_scan": round(1000 * (batch_per_scan - run_med), 1),
+        "run_ms_per_scan": ms(med(r[0] for r in rows)),
+        "run_cpu_ms_per_scan": ms(med(r[1] for r in rows)),
+        "serve_ms_per_scan": ms(med(r[2] for r in rows)),
+        "serve_cpu_ms_per_scan": ms(med(r[3] for r in rows)),
+        "overhead_ms_per_scan": ms(med(r[2] - r[0] for r in rows)),
+        "overhead_cpu_ms_per_scan": ms(med(r[3] - r[1] for r in rows)),
+        "batch_run_ms_per_scan": ms(run_batch / n),
+        "batch_serve_ms_per_scan": ms(batch_wall / n),
+        "batch_serve_cpu_ms_per_scan": ms(batch_cpu / n),
     }
 
 
@@ -209,11 +234,15 @@ def render(r):
         f"| serve idle RSS | {r['idle_rss_mb']} MB |",
         f"| serve RSS after the scans | {r['after_scans_rss_mb']} MB |",
         f"| run process RSS after the same scans | {r['run_rss_mb']} MB |",
-        f"| run, per scan (median) | {r['run_ms_per_scan']} ms |",
-        f"| serve, one scan per upload, upload to done (median) | {r['serve_ms_per_scan']} ms "
-        f"(+{r['overhead_ms_per_scan']} ms) |",
-        f"| serve, all scans in one upload, per scan | {r['serve_batch_ms_per_scan']} ms "
-        f"(+{r['overhead_batch_ms_per_scan']} ms) |",
+        f"| run, per scan: wall / CPU (median) | {r['run_ms_per_scan']} / "
+        f"{r['run_cpu_ms_per_scan']} ms |",
+        f"| serve, one scan per upload, upload to done: wall / server CPU (median) | "
+        f"{r['serve_ms_per_scan']} / {r['serve_cpu_ms_per_scan']} ms |",
+        f"| serve overhead per scan, paired: wall / CPU (median) | "
+        f"+{r['overhead_ms_per_scan']} / +{r['overhead_cpu_ms_per_scan']} ms |",
+        f"| all scans in one upload, per scan: run wall / serve wall / serve CPU | "
+        f"{r['batch_run_ms_per_scan']} / {r['batch_serve_ms_per_scan']} / "
+        f"{r['batch_serve_cpu_ms_per_scan']} ms |",
         "",
     ])
 
