@@ -140,3 +140,32 @@ def test_a_non_image_gets_a_one_line_error(driver, server, tmp_path):
     assert driver.find_element(By.ID, "upload-form").is_displayed()
     driver.get(server + "/results")
     assert "could not be read" in driver.find_element(By.CSS_SELECTOR, "table.results").text
+
+
+def test_a_folder_of_scans_gives_a_slice_scroller(driver, server, tmp_path):
+    """The folder input (a DICOM series exported as a folder) sends every file in it; the
+    result scrolls through them."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    series = tmp_path / "series"
+    series.mkdir()
+    for name in ("glioma_718.png", "meningioma_1.png"):
+        shutil.copy(ROOT / "examples" / name, series / name)
+    driver.get(server + "/")
+    driver.find_element(By.ID, "folder").send_keys(str(series))
+    WebDriverWait(driver, 10).until(    # chromium lists the folder after send_keys returns
+        lambda d: d.find_element(By.ID, "chosen").text.startswith("2 files:"))
+    driver.find_element(By.ID, "submit").click()
+    label = WebDriverWait(driver, WAIT_S).until(
+        ec.visibility_of_element_located((By.ID, "slice-label")))
+    assert label.text == "Scan 1 of 2"
+    sections = driver.find_elements(By.CSS_SELECTOR, "section.scan")
+    assert [s.is_displayed() for s in sections] == [True, False]
+    driver.find_element(By.ID, "next").click()
+    assert label.text == "Scan 2 of 2"
+    assert [s.is_displayed() for s in sections] == [False, True]
+    assert sections[1].find_element(By.CSS_SELECTOR, ".file").text == "meningioma_1.png"
+    driver.find_element(By.ID, "prev").click()
+    assert label.text == "Scan 1 of 2" and sections[0].is_displayed()

@@ -87,10 +87,12 @@ def upload_form(csrf, limits_text, error=None):
 {csrf_input(csrf)}
 <label class="drop" id="drop" for="files">
 <span class="drop-title">Drop scans here</span>
-<span class="drop-sub">or <span class="linkish">choose files</span> · PNG, JPEG, BMP, TIFF, WebP, DICOM (.dcm), or a .zip of a DICOM series</span>
+<span class="drop-sub">or <span class="linkish">choose files</span> · PNG, JPEG, BMP, TIFF, WebP or DICOM files, a folder, or a .zip of them</span>
 <input type="file" id="files" name="files" multiple accept="{ACCEPT}">
 <span class="chosen" id="chosen" aria-live="polite"></span>
 </label>
+<p class="folder"><label for="folder">A DICOM series in a folder:</label>
+<input type="file" id="folder" name="files" webkitdirectory multiple></p>
 {error_line(error)}
 <div class="actions"><button type="submit" id="submit">Segment</button>
 <span class="limits">{_e(limits_text)}</span></div>
@@ -196,11 +198,12 @@ def _scan_section(job_id, index, scan, findings, current):
     headline, rows = findings_in_words(findings)
     found = "found" if findings.get("tumour_found") else "clear"
     base = f"/jobs/{job_id}/scans/{index}"
+    lazy = "" if current else ' loading="lazy"'    # a long series loads as it is scrolled
     dl = "".join(f"<dt>{_e(label)}</dt><dd>{_e(text)}</dd>" for label, text in rows)
     return f"""<section class="scan{' current' if current else ''}" data-index="{index}" aria-label="{_e(scan['name'])}">
 <div class="viewer">
-<div class="stack"><img class="base" src="{base}/view.png" alt="{_e(scan['name'])}: the scan">
-<img class="layer" src="{base}/layer.png" alt="tumour outline"></div>
+<div class="stack"><img class="base" src="{base}/view.png" alt="{_e(scan['name'])}: the scan"{lazy}>
+<img class="layer" src="{base}/layer.png" alt="tumour outline"{lazy}></div>
 </div>
 <div class="findings {found}">
 <p class="file">{_e(scan['name'])}</p>

@@ -13,15 +13,55 @@
   // Upload: drag and drop onto the drop zone, names of the chosen files.
   function setupUpload() {
     var form = $("upload-form"), drop = $("drop"), input = $("files"), chosen = $("chosen");
+    var folder = $("folder");
     if (!form || !drop || !input) { return; }
+    function chosenFiles() {
+      var all = Array.prototype.slice.call(input.files);
+      return folder ? all.concat(Array.prototype.slice.call(folder.files)) : all;
+    }
     function showNames() {
-      var n = input.files.length;
+      var files = chosenFiles(), n = files.length;
       if (!n) { chosen.textContent = ""; return; }
-      var names = [];
-      for (var i = 0; i < Math.min(n, 3); i++) { names.push(input.files[i].name); }
+      var names = files.slice(0, 3).map(function (f) { return f.name; });
       chosen.textContent = n + " file" + (n > 1 ? "s" : "") + ": " + names.join(", ") + (n > 3 ? " …" : "");
     }
     input.addEventListener("change", showNames);
+    if (folder) { folder.addEventListener("change", showNames); }
+
+    // A dropped folder: walk it (hidden entries skipped) and hand its files to the input.
+    function walk(entry, out) {
+      if (entry.name.charAt(0) === ".") { return Promise.resolve(); }
+      if (entry.isFile) {
+        return new Promise(function (ok) { entry.file(function (f) { out.push(f); ok(); }, function () { ok(); }); });
+      }
+      var reader = entry.createReader();
+      return new Promise(function (ok) {
+        function more() {
+          reader.readEntries(function (batch) {
+            if (!batch.length) { ok(); return; }
+            Promise.all(batch.map(function (e) { return walk(e, out); })).then(more);
+          }, function () { ok(); });
+        }
+        more();
+      });
+    }
+    function droppedFiles(dt) {
+      var entries = [];
+      for (var i = 0; dt.items && i < dt.items.length; i++) {
+        var e = dt.items[i].webkitGetAsEntry && dt.items[i].webkitGetAsEntry();
+        if (e) { entries.push(e); }
+      }
+      if (!entries.some(function (e) { return e.isDirectory; }) || typeof DataTransfer !== "function") {
+        return Promise.resolve(dt.files);
+      }
+      var out = [];
+      return Promise.all(entries.map(function (e) { return walk(e, out); })).then(function () {
+        out.sort(function (a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; });
+        var box = new DataTransfer();
+        out.forEach(function (f) { box.items.add(f); });
+        return box.files;
+      });
+    }
     ["dragenter", "dragover"].forEach(function (ev) {
       drop.addEventListener(ev, function (e) { e.preventDefault(); drop.classList.add("over"); });
     });
@@ -31,13 +71,17 @@
     drop.addEventListener("drop", function (e) {
       e.preventDefault();
       drop.classList.remove("over");
-      if (!e.dataTransfer || !e.dataTransfer.files.length) { return; }
-      input.files = e.dataTransfer.files;
-      showNames();
-      form.requestSubmit ? form.requestSubmit() : form.submit();
+      if (!e.dataTransfer) { return; }
+      droppedFiles(e.dataTransfer).then(function (files) {
+        if (!files.length) { chosen.textContent = "Nothing to upload in what was dropped."; return; }
+        input.files = files;
+        if (folder) { folder.value = ""; }
+        showNames();
+        form.requestSubmit ? form.requestSubmit() : form.submit();
+      });
     });
     form.addEventListener("submit", function (e) {
-      if (!input.files.length) {
+      if (!chosenFiles().length) {
         e.preventDefault();
         chosen.textContent = "Choose or drop a file first.";
         return;
