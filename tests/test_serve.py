@@ -262,7 +262,7 @@ def test_status_json_and_results_list(client):
 
 
 def test_zip_of_scans_unpacks_in_name_order_with_generated_names(client, server):
-    url, data = server
+    _url, data = server
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("series/b_meningioma.png", MENINGIOMA.read_bytes())
@@ -281,7 +281,7 @@ def test_zip_of_scans_unpacks_in_name_order_with_generated_names(client, server)
 
 
 def test_zip_bomb_and_bad_zip_are_refused_with_one_line(client, server):
-    url, data = server
+    _url, data = server
     before = job_ids(data)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -324,7 +324,7 @@ def test_cross_site_post_and_foreign_host_are_refused(client):
 
 
 def test_oversize_upload_is_refused_by_length_and_while_streaming(client, server):
-    url, data = server
+    _url, data = server
     before = job_ids(data)
     big = b"\0" * (MAX_UPLOAD + 1)
     resp = client.upload([("huge.png", big)])
@@ -343,7 +343,7 @@ def test_oversize_upload_is_refused_by_length_and_while_streaming(client, server
 
 
 def test_too_many_files_no_file_and_not_a_form_are_refused(client, server):
-    url, data = server
+    _url, data = server
     before = job_ids(data)
     many = client.upload([(f"{i}.png", b"x") for i in range(6)])
     assert many.status == 413 and "too many files in one upload: more than 5" in many.text
@@ -381,7 +381,7 @@ def test_result_files_only_by_fixed_names(client):
 
 
 def test_delete_needs_the_csrf_token(client, server):
-    url, data = server
+    _url, data = server
     job = upload_and_wait(client, [("glioma_718.png", GLIOMA.read_bytes())])
     job_id = job.rsplit("/", 1)[1]
     refused = client.post_form(f"{job}/delete", {})
@@ -394,7 +394,7 @@ def test_delete_needs_the_csrf_token(client, server):
 
 
 def test_results_older_than_keep_days_are_deleted(client, server):
-    url, data = server
+    _url, data = server
     job = upload_and_wait(client, [("glioma_718.png", GLIOMA.read_bytes())])
     record_path = data / "jobs" / job.rsplit("/", 1)[1] / "job.json"
     record = json.loads(record_path.read_text())

@@ -142,8 +142,8 @@ def create_app(config, segmenter, model_name=""):
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.middleware import Middleware
-    from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, Response,
-                                     RedirectResponse)
+    from starlette.responses import (FileResponse, HTMLResponse, JSONResponse,
+                                     RedirectResponse, Response)
     from starlette.routing import Route
 
     state = ServeState(config, segmenter, model_name)

@@ -150,5 +150,5 @@ class Worker:
                     job = self.store.read_job(job_id)
                     job["state"] = "interrupted"
                     self.store.write_job(job)
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception:  # noqa: BLE001 - deleted or unwritable: nothing to mark
+                    log.warning("job %s could not be marked interrupted", job_id)
