@@ -549,3 +549,57 @@ def test_without_the_serve_extra_the_command_says_how_to_install_it(monkeypatch,
     assert result.output.strip() == ("edge-seg serve: needs starlette (not installed); install "
                                      "the 'serve' extra with: pip install 'edge-seg[serve]'")
     assert not (tmp_path / "d").exists()
+
+
+def test_cli_on_a_network_address_prints_the_token_once_and_keeps_only_its_hash(monkeypatch,
+                                                                                tmp_path):
+    """--host 0.0.0.0 through the command, without listening on the network: the socket is
+    bound to 127.0.0.1 and the serving loop is replaced by a recorder."""
+    import socket
+
+    from click.testing import CliRunner
+
+    import edge_runtime.serve.app as serve_app
+    from edge_runtime.cli import main
+    served = []
+
+    def bind_loopback(host, port):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        return sock
+
+    def record(app, sock):
+        served.append(app.state.serve.config)
+        sock.close()
+
+    monkeypatch.setattr(serve_app, "bind_socket", bind_loopback)
+    monkeypatch.setattr(serve_app, "run_server", record)
+    data = tmp_path / "data"
+    args = ["serve", "--host", "0.0.0.0", "--data", str(data), "--threads", "1"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    token = re.search(r"Access token \(shown once; only its hash is kept in [^)]*\): (\S+)",
+                      first.output).group(1)
+    assert served[0].auth_required and served[0].host == "0.0.0.0"
+    assert token not in (data / AUTH_FILE).read_text()
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0 and token not in second.output
+    assert "Access token: set at an earlier start" in second.output
+    local = CliRunner().invoke(main, ["serve", "--data", str(data), "--threads", "1"])
+    assert local.exit_code == 0 and "Access token" not in local.output
+    assert not served[2].auth_required
+    (data / AUTH_FILE).write_text("{not json")
+    broken = CliRunner().invoke(main, args)
+    assert broken.exit_code == 2 and "not a valid token record" in broken.output
+    assert "--reset-token" in broken.output
+
+
+def test_cli_data_folder_that_cannot_be_made_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["serve", "--data", str(tmp_path / "file" / "d")])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"edge-seg serve: --data {tmp_path / 'file' / 'd'}: ")
+    assert len(result.output.strip().splitlines()) == 1

@@ -51,6 +51,7 @@ def driver():
                 "--window-size=1280,1000", "--force-device-scale-factor=1",
                 "--disable-extensions", "--no-first-run", "--lang=en-GB"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})   # console, CSP reports
     try:
         drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     except Exception as exc:  # noqa: BLE001 - a browser that cannot start is an environment issue
