@@ -190,6 +190,9 @@ def test_home_page_headers_and_static(client):
 def test_upload_example_shows_findings_and_downloads_match_edge_seg_run(client, server,
                                                                        tmp_path):
     job = upload_and_wait(client, [("glioma_718.png", GLIOMA.read_bytes())])
+    folder = server[1] / "jobs" / job.rsplit("/", 1)[1]
+    assert list((folder / "uploads").iterdir()) == []        # the upload is not kept
+    assert len(list((folder / "results").iterdir())) == 5
     page = client.get(job)
     assert page.status == 200
     assert "Not a medical device." in page.text
@@ -486,9 +489,11 @@ def test_store_purge_keeps_unfinished_and_recent_jobs(tmp_path):
     assert store.purge() == [old["id"]]
     assert {j["id"] for j in store.list_jobs()} == {recent["id"], running["id"]}
     assert Store(tmp_path, keep_days=0).purge(now=time.time() + 1e9) == []
-    # a restart marks what was left unfinished as interrupted
+    # a restart marks what was left unfinished as interrupted and drops its uploads
+    (store.uploads_dir(running["id"]) / "scan_000.dcm").write_bytes(b"DICM")
     assert store.prepare() == [running["id"]]
     assert store.read_job(running["id"])["state"] == "interrupted"
+    assert list(store.uploads_dir(running["id"]).iterdir()) == []
 
 
 def test_cli_serve_help_and_address_in_use(tmp_path):

@@ -4,7 +4,9 @@ Layout (every name below is fixed or generated here; nothing from a request beco
 
     DATA/auth.json                      hashed access token (non-local binds only)
     DATA/jobs/<id>/job.json             the job record (state, progress, scans)
-    DATA/jobs/<id>/uploads/scan_NNN.ext the uploaded files, as received (never executed)
+    DATA/jobs/<id>/uploads/scan_NNN.ext the uploaded files, as received (never executed;
+                                        deleted when the job is done: DICOM headers hold
+                                        patient data, and the page needs only the results)
     DATA/jobs/<id>/results/scan_NNN_{mask,overlay,view,layer}.png, scan_NNN_findings.json
 
 ``<id>`` is 32 lowercase hex digits from ``secrets``; ``check_job_id`` refuses anything else,
@@ -99,8 +101,19 @@ class Store:
             if job["state"] not in FINISHED:
                 job["state"] = "interrupted"
                 self.write_job(job)
+                self.drop_uploads(job["id"])
                 stale.append(job["id"])
         return stale
+
+    def drop_uploads(self, job_id):
+        """Delete a job's uploaded files (its results stay) -> how many were deleted."""
+        n = 0
+        with os.scandir(self.uploads_dir(job_id)) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    os.unlink(entry.path)
+                    n += 1
+        return n
 
     # -- paths (ids checked, names fixed) ------------------------------------------------
     def job_dir(self, job_id):

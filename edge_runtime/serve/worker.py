@@ -108,6 +108,7 @@ def run_job(store, job_id, segmenter, max_pixels):
         store.write_job(job)
     job["state"] = "done"
     store.write_job(job)
+    store.drop_uploads(job_id)      # the scans as uploaded (DICOM headers) are not kept
     return job
 
 
