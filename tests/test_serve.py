@@ -608,3 +608,59 @@ def test_cli_data_folder_that_cannot_be_made_is_a_usage_error(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith(f"edge-seg serve: --data {tmp_path / 'file' / 'd'}: ")
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    import shutil
+    import subprocess
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_with_a_certificate_and_secure_cookies(segmenter, tmp_path, self_signed):
+    import ssl
+    cert, key = self_signed
+    config = ServeConfig(tmp_path / "data", auth_required=True, tls_cert=cert, tls_key=key)
+    (tmp_path / "data").mkdir()
+    ensure_token(tmp_path / "data")
+    app = create_app(config, segmenter)
+    with ServerThread(app) as url:
+        assert url.startswith("https://127.0.0.1:")
+        port = int(url.rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+        conn.request("GET", "/login")
+        resp = conn.getresponse()
+        assert resp.status == 200 and b'type="password"' in resp.read()
+        cookie = resp.getheader("set-cookie").lower()
+        assert "secure" in cookie and "httponly" in cookie
+        conn.close()
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            plain.request("GET", "/login")
+            plain.getresponse()
+        plain.close()
+
+
+def test_cli_refuses_half_a_tls_pair_and_a_key_that_does_not_fit(tmp_path, self_signed):
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+    cert, key = self_signed
+    half = CliRunner().invoke(main, ["serve", "--data", str(tmp_path / "d"),
+                                     "--tls-cert", str(cert)])
+    assert half.exit_code == 2
+    assert "give both a TLS certificate and its key, or neither" in half.output
+    wrong = CliRunner().invoke(main, ["serve", "--data", str(tmp_path / "d"),
+                                      "--tls-cert", str(cert), "--tls-key", str(cert)])
+    assert wrong.exit_code == 2
+    assert wrong.output.startswith(f"edge-seg serve: cannot use --tls-cert {cert} with "
+                                   f"--tls-key {cert} (")
+    assert len(wrong.output.strip().splitlines()) == 1

@@ -7,7 +7,8 @@ import click
 from edge_runtime.errors import EdgeSegError
 from edge_runtime.serve.settings import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_FILES,
                                          DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB,
-                                         DEFAULT_PORT, ServeConfig, default_data_dir)
+                                         DEFAULT_PORT, ServeConfig, check_tls,
+                                         default_data_dir)
 
 
 @click.command("serve")
@@ -30,12 +31,17 @@ from edge_runtime.serve.settings import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAUL
               show_default=True, help="Largest scan, in pixels.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Interpreter threads (default: CPU count, at most 4).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="PEM certificate: serve HTTPS (with --tls-key), so the token "
+                                 "and the scans do not cross the network in the clear.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="PEM private key of --tls-cert.")
 @click.option("--reset-token", is_flag=True,
               help="Make and print a new access token (non-local --host); the old one stops "
                    "working.")
 @click.pass_context
 def serve(ctx, host, port, bundle_path, data_dir, keep_days, max_upload_mb, max_files,
-          max_pixels, threads, reset_token):
+          max_pixels, threads, tls_cert, tls_key, reset_token):
     """Serve a page where staff drop in scans and see the tumour outlined, the findings in
     words, and the files to keep. Binds to 127.0.0.1 unless --host says otherwise.
 
@@ -50,9 +56,15 @@ def serve(ctx, host, port, bundle_path, data_dir, keep_days, max_upload_mb, max_
 
     try:
         require_web_stack()
-        config = ServeConfig(data_dir or default_data_dir(), host=host, port=port,
-                             keep_days=keep_days, max_upload_bytes=max_upload_mb * 1024 * 1024,
-                             max_files=max_files, max_pixels=max_pixels)
+        try:
+            config = ServeConfig(data_dir or default_data_dir(), host=host, port=port,
+                                 keep_days=keep_days,
+                                 max_upload_bytes=max_upload_mb * 1024 * 1024,
+                                 max_files=max_files, max_pixels=max_pixels,
+                                 tls_cert=tls_cert, tls_key=tls_key)
+            check_tls(config)
+        except ValueError as exc:
+            raise EdgeSegError(str(exc)) from None
         token = prepare_data(config, reset_token)
         segmenter, name = load_segmenter(bundle_path, threads)
         try:
@@ -70,7 +82,8 @@ def serve(ctx, host, port, bundle_path, data_dir, keep_days, max_upload_mb, max_
                        f"{config.data_dir / 'auth.json'}): {token}")
         else:
             click.echo("Access token: set at an earlier start (--reset-token makes a new one).")
-    click.echo(f"edge-seg serve: open http://{shown}:{port}/  (model {name}; data "
+    scheme = "https" if config.tls else "http"
+    click.echo(f"edge-seg serve: open {scheme}://{shown}:{port}/  (model {name}; data "
                f"{config.data_dir}; results kept "
                f"{f'{keep_days:g} days' if keep_days else 'forever'}). Ctrl-C stops.")
     click.echo("Research software: not a medical device, not for diagnosis.")

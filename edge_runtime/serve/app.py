@@ -154,7 +154,7 @@ def create_app(config, segmenter, model_name=""):
         response = HTMLResponse(build(ctx), status)
         if new_token:
             response.set_cookie(CSRF_COOKIE, new_token, httponly=True, samesite="strict",
-                                path="/")
+                                path="/", secure=config.tls)
         return response
 
     def not_found(request, message="No such result (it may have been deleted)."):
@@ -297,7 +297,8 @@ def create_app(config, segmenter, model_name=""):
                 ctx["csrf"], "wrong access token"), 401)
         response = RedirectResponse("/", 303)
         response.set_cookie(SESSION_COOKIE, state.sessions.create(), httponly=True,
-                            samesite="strict", path="/", max_age=state.sessions.seconds)
+                            samesite="strict", path="/", max_age=state.sessions.seconds,
+                            secure=config.tls)
         return response
 
     async def logout(request):
@@ -362,10 +363,15 @@ def bind_socket(host, port):
 
 
 def uvicorn_config(app, host, port):
+    """uvicorn's settings for ``app`` (from ``create_app``): quiet, no Server header, HTTPS
+    when the app's ``ServeConfig`` has a certificate."""
     import uvicorn
+    config = app.state.serve.config
+    tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)} \
+        if config.tls else {}
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                           server_header=False, proxy_headers=False, timeout_keep_alive=5,
-                          limit_concurrency=64, lifespan="on")
+                          limit_concurrency=64, lifespan="on", **tls)
 
 
 def run_server(app, sock):
@@ -383,7 +389,8 @@ class ServerThread:
         import uvicorn
         self.sock = bind_socket(host, 0)
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
+        scheme = "https" if app.state.serve.config.tls else "http"
+        self.url = f"{scheme}://{host}:{self.port}"
         self.server = uvicorn.Server(uvicorn_config(app, host, self.port))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="edge-seg-serve", daemon=True)

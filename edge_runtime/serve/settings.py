@@ -2,6 +2,7 @@
 
 import ipaddress
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class ServeConfig:
     max_files: int = DEFAULT_MAX_FILES
     max_pixels: int = DEFAULT_MAX_PIXELS
     auth_required: bool = None             # None: required unless ``host`` is loopback
+    tls_cert: Path = None                  # PEM certificate (chain) and key: serve HTTPS
+    tls_key: Path = None
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir)
@@ -52,10 +55,31 @@ class ServeConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both a TLS certificate and its key, or neither; got "
+                             f"certificate={self.tls_cert}, key={self.tls_key}")
         if not self.keep_days >= 0:
             raise ValueError(f"keep_days must be >= 0 (0 keeps results forever), "
                              f"got {self.keep_days!r}")
 
     @property
+    def tls(self):
+        return self.tls_cert is not None
+
+    @property
     def max_unpacked_bytes(self):
         return ZIP_EXPANSION * self.max_upload_bytes
+
+
+def check_tls(config):
+    """Load the certificate and key once, so a bad pair is a one-line ``ValueError`` at start
+    rather than a traceback from the server."""
+    if not config.tls:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            str(config.tls_cert), str(config.tls_key))
+    except (ssl.SSLError, OSError) as exc:
+        detail = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:160]
+        raise ValueError(f"cannot use --tls-cert {config.tls_cert} with --tls-key "
+                         f"{config.tls_key} ({detail})") from None
