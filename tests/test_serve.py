@@ -664,3 +664,21 @@ def test_cli_refuses_half_a_tls_pair_and_a_key_that_does_not_fit(tmp_path, self_
     assert wrong.output.startswith(f"edge-seg serve: cannot use --tls-cert {cert} with "
                                    f"--tls-key {cert} (")
     assert len(wrong.output.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_a_one_line_refusal_and_leaves_no_job(client, server, monkeypatch):
+    import edge_runtime.serve.uploads as uploads
+    _url, data = server
+    before = job_ids(data)
+
+    def disk_full(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(uploads, "_open_new", disk_full)
+    resp = client.upload([("glioma_718.png", GLIOMA.read_bytes())])
+    assert resp.status == 507
+    assert re.search(r'id="error">the server cannot store the upload \(No space left on '
+                     r"device\)<", resp.text)
+    assert job_ids(data) == before
+    monkeypatch.undo()
+    assert client.get("/").status == 200

@@ -197,7 +197,14 @@ def create_app(config, segmenter, model_name=""):
                 raise UploadRefused(403, "the form has expired or did not come from this "
                                          "page; reload the page and try again")
 
-        job = await run_in_threadpool(store.create_job)
+        def cannot_store(exc):    # disk full, permissions
+            return UploadRefused(507, f"the server cannot store the upload "
+                                      f"({exc.strerror or exc})")
+
+        try:
+            job = await run_in_threadpool(store.create_job)
+        except OSError as exc:
+            return await refuse_upload(request, cannot_store(exc))
         try:
             _fields, received = await receive_upload(
                 request.stream(), request.headers.get("content-type"),
@@ -208,12 +215,16 @@ def create_app(config, segmenter, model_name=""):
                                          "choose one")
             scans = await run_in_threadpool(prepare_scans, received, store.uploads_dir(job["id"]),
                                             config.max_files, config.max_unpacked_bytes)
-        except UploadRefused as exc:
-            await run_in_threadpool(store.delete_job, job["id"])
-            return await refuse_upload(request, exc)
-        job.update(state="queued", total=len(scans), done=0,
-                   scans=[dict(s, state="pending", error=None) for s in scans])
-        await run_in_threadpool(store.write_job, job)
+            job.update(state="queued", total=len(scans), done=0,
+                       scans=[dict(s, state="pending", error=None) for s in scans])
+            await run_in_threadpool(store.write_job, job)
+        except (OSError, UploadRefused) as exc:
+            try:
+                await run_in_threadpool(store.delete_job, job["id"])
+            except (OSError, JobNotFound):
+                pass              # an abandoned upload is purged after a day
+            refusal = exc if isinstance(exc, UploadRefused) else cannot_store(exc)
+            return await refuse_upload(request, refusal)
         state.worker.submit(job["id"])
         await run_in_threadpool(store.purge)
         return RedirectResponse(f"/jobs/{job['id']}", 303)

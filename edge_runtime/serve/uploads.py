@@ -154,6 +154,10 @@ async def receive_upload(chunks, content_type, dest_dir, max_bytes, max_files,
     except UploadRefused:
         sink.discard()
         raise
+    except OSError as exc:    # writing the file: disk full, permissions
+        sink.discard()
+        raise UploadRefused(507, f"the server cannot store the upload "
+                                 f"({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - a malformed body is a refused upload
         sink.discard()
         detail = " ".join(str(exc).split())[:120] or type(exc).__name__
