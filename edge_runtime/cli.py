@@ -20,6 +20,9 @@ COMMANDS = {
              "Score a bundle on labelled scans or tumour-free scans.", None),
     "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
     "calibrate": ("edge_runtime.commands.calibrate:calibrate", "Check a bundle on a site's tumour-free scans and write a site bundle.", None),
+    "serve": ("edge_runtime.commands.serve:serve",
+              "A browser page for clinic staff: drop in scans, see the result "
+              "(needs edge-seg[serve]).", None),
     "train": ("edge_seg.train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
     "convert": ("edge_seg.convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "

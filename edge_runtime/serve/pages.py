@@ -1,0 +1,306 @@
+"""The HTML of ``edge-seg serve``: plain functions returning strings, every value escaped.
+
+No template engine and no JavaScript build: the pages work without scripts (forms, links,
+a refreshing progress page); ``static/app.js`` adds drag and drop, polling, the opacity
+slider, the outline toggle and the slice scroller. Nothing is loaded from another site.
+"""
+
+import datetime
+from html import escape
+
+from edge_runtime import __version__
+from edge_runtime.serve.security import CSRF_FIELD
+
+NOTICE_HEAD = "Not a medical device."
+NOTICE_BODY = ("Research software, not for diagnosis or treatment decisions; a qualified "
+               "reader must review every scan.")
+NOTICE = f"{NOTICE_HEAD} {NOTICE_BODY}"
+ACCEPT = ".png,.jpg,.jpeg,.bmp,.tif,.tiff,.webp,.dcm,.dicom,.zip,image/*,application/dicom"
+STATE_WORDS = {"uploading": "Uploading", "queued": "Waiting", "running": "Segmenting",
+               "done": "Done", "interrupted": "Interrupted (the server stopped)"}
+
+
+def _e(value):
+    return escape(str(value), quote=True)
+
+
+def _num(x, digits=0):
+    return f"{x:,.{digits}f}"
+
+
+def _pct(p):
+    return f"{100 * float(p):.0f}\u00a0%"   # no line break between number and unit
+
+
+def when(ts):
+    return datetime.datetime.fromtimestamp(float(ts)).strftime("%d %b %Y, %H:%M")
+
+
+def layout(title, body, ctx=None, *, nav=True, notice=False, head_extra=""):
+    """``ctx``: {"model", "csrf", "auth", "limits"} from the app (None on the sign-in page)."""
+    ctx = ctx or {}
+    model, logout_csrf = ctx.get("model", ""), ctx.get("csrf") if ctx.get("auth") else None
+    links = ""
+    if nav:
+        logout = ""
+        if logout_csrf:
+            logout = (f'<form method="post" action="/logout" class="inline">'
+                      f'{csrf_input(logout_csrf)}<button type="submit" class="quiet">Sign out'
+                      '</button></form>')
+        links = f'<nav><a href="/">New scan</a><a href="/results">Past results</a>{logout}</nav>'
+    banner = (f'<p class="notice" id="notice" role="note"><strong>{_e(NOTICE_HEAD)}</strong> '
+              f'{_e(NOTICE_BODY)}</p>' if notice else "")
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)} · edge-seg</title>
+<link rel="stylesheet" href="/static/style.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<script src="/static/app.js" defer></script>
+{head_extra}
+</head>
+<body>
+<header class="top"><a class="brand" href="/">edge-seg</a><span class="tag">brain MRI tumour outlines</span>{links}</header>
+<main>
+{banner}
+{body}
+</main>
+<footer>edge-seg {_e(__version__)}{(' · model ' + _e(model)) if model else ''} · {_e(NOTICE)}</footer>
+</body>
+</html>
+"""
+
+
+def csrf_input(token):
+    return f'<input type="hidden" name="{CSRF_FIELD}" value="{_e(token)}">'
+
+
+def error_line(message):
+    return f'<p class="error" role="alert" id="error">{_e(message)}</p>' if message else ""
+
+
+def upload_form(csrf, limits_text, error=None):
+    return f"""
+<form class="upload" id="upload-form" method="post" action="/upload" enctype="multipart/form-data">
+{csrf_input(csrf)}
+<label class="drop" id="drop" for="files">
+<span class="drop-title">Drop scans here</span>
+<span class="drop-sub">or <span class="linkish">choose files</span> · PNG, JPEG, BMP, TIFF, WebP or DICOM files, a folder, or a .zip of them</span>
+<input type="file" id="files" name="files" multiple accept="{ACCEPT}">
+<span class="chosen" id="chosen" aria-live="polite"></span>
+</label>
+<p class="folder"><label for="folder">A DICOM series in a folder:</label>
+<input type="file" id="folder" name="files" webkitdirectory multiple></p>
+{error_line(error)}
+<div class="actions"><button type="submit" id="submit">Segment</button>
+<span class="limits">{_e(limits_text)}</span></div>
+</form>"""
+
+
+def upload_page(ctx, recent, error=None):
+    recent_html = ""
+    if recent:
+        recent_html = "<h2>Recent results</h2>" + results_table(recent[:5], csrf=None) + \
+            '<p><a href="/results">All past results</a></p>'
+    body = f"""<h1>Segment a scan</h1>
+<p class="lead">Drop one or more brain MRI slices. Each is outlined by the model; the result
+shows where it sees tumour, how large it is, and files to keep.</p>
+{upload_form(ctx["csrf"], ctx["limits"], error)}
+{recent_html}"""
+    return layout("New scan", body, ctx)
+
+
+def login_page(csrf, error=None):
+    body = f"""<h1>Sign in</h1>
+<p class="lead">This server is reachable from the network; enter the access token printed when
+it was first started.</p>
+<form class="login" method="post" action="/login">
+{csrf_input(csrf)}
+<label for="token">Access token</label>
+<input type="password" id="token" name="token" autocomplete="current-password" required autofocus>
+{error_line(error)}
+<div class="actions"><button type="submit">Sign in</button></div>
+</form>"""
+    return layout("Sign in", body, None, nav=False)
+
+
+def message_page(ctx, title, message):
+    body = f"<h1>{_e(title)}</h1>{error_line(message)}<p><a href=\"/\">Back to the start</a></p>"
+    return layout(title, body, ctx)
+
+
+# -- findings in words ---------------------------------------------------------------------
+
+def findings_in_words(f):
+    """Findings JSON -> (headline, [(label, text)]) in plain words for the result page."""
+    rows = []
+    spacing = f.get("spacing_mm")
+    found = bool(f.get("tumour_found"))
+    headline = "Tumour found" if found else "No tumour found"
+    if found:
+        if f.get("area_mm2") is not None:
+            area = f"{_num(f['area_mm2'], 1)} mm² ({_num(f['area_px'])} pixels)"
+        else:
+            area = (f"{_num(f['area_px'])} pixels, {100 * f['area_fraction']:.2f} % of the image "
+                    "(no mm²: the file has no pixel spacing)")
+        rows.append(("Area", area))
+        box = f.get("bbox")
+        if box:
+            x0, y0 = box["x"], box["y"]
+            text = (f"x {x0}–{x0 + box['width'] - 1}, y {y0}–{y0 + box['height'] - 1} "
+                    f"({box['width']} × {box['height']} pixels")
+            if spacing:
+                text += (f"; {box['width'] * spacing[1]:.1f} × {box['height'] * spacing[0]:.1f}"
+                         " mm")
+            rows.append(("Bounding box", text + ")"))
+        n = f.get("components") or 0
+        rows.append(("Regions", f"{n} separate region{'s' if n != 1 else ''}"))
+        if f.get("mean_probability") is not None:
+            rows.append(("Confidence", f"{_pct(f['mean_probability'])} mean model probability "
+                                       f"inside the outline (highest "
+                                       f"{_pct(f['max_probability'])})"))
+    else:
+        if f.get("max_probability") is not None:
+            rows.append(("Confidence", f"{_pct(f['max_probability'])} highest tumour "
+                                       f"probability anywhere (an outline starts at "
+                                       f"{_pct(f['threshold'])} and needs a peak of "
+                                       f"{_pct(f.get('min_peak_probability') or 0)})"))
+    inp = f.get("input") or {}
+    scan = f"{inp.get('width')} × {inp.get('height')} pixels, {inp.get('format') or '?'}"
+    scan += f" ({inp['mode']})" if inp.get("mode") else ""
+    rows.append(("Scan", scan))
+    rows.append(("Pixel spacing", f"{spacing[0]:.3g} × {spacing[1]:.3g} mm" if spacing
+                 else "unknown (only DICOM files carry it)"))
+    bundle = f.get("bundle") or {}
+    rows.append(("Model", f"{bundle.get('name', '?')}, threshold {f.get('threshold')}"))
+    return headline, rows
+
+
+# -- job and results pages -----------------------------------------------------------------
+
+def progress_section(job_id, job):
+    total, done = job.get("total", 0), job.get("done", 0)
+    state = STATE_WORDS.get(job["state"], job["state"])
+    text = f"{state}: scan {min(done + 1, total)} of {total}" if job["state"] == "running" \
+        else f"{state}…"
+    return f"""<section class="progress" id="progress" data-status="/jobs/{_e(job_id)}/status">
+<h1>Working on {total} scan{'s' if total != 1 else ''}</h1>
+<progress id="bar" max="{max(total, 1)}" value="{done}"></progress>
+<p id="progress-text" aria-live="polite">{_e(text)}</p>
+<p class="hint">This page updates by itself as each scan is done; you may leave it and find the
+result later under Past results.</p>
+</section>"""
+
+
+def _scan_section(job_id, index, scan, findings, current):
+    headline, rows = findings_in_words(findings)
+    found = "found" if findings.get("tumour_found") else "clear"
+    base = f"/jobs/{job_id}/scans/{index}"
+    lazy = "" if current else ' loading="lazy"'    # a long series loads as it is scrolled
+    dl = "".join(f"<dt>{_e(label)}</dt><dd>{_e(text)}</dd>" for label, text in rows)
+    return f"""<section class="scan{' current' if current else ''}" data-index="{index}" aria-label="{_e(scan['name'])}">
+<div class="viewer">
+<div class="stack"><img class="base" src="{base}/view.png" alt="{_e(scan['name'])}: the scan"{lazy}>
+<img class="layer" src="{base}/layer.png" alt="tumour outline"{lazy}></div>
+</div>
+<div class="findings {found}">
+<p class="file">{_e(scan['name'])}</p>
+<h2 class="headline">{_e(headline)}</h2>
+<dl>{dl}</dl>
+<div class="downloads"><span>Download:</span>
+<a href="{base}/mask.png" download="{_e(_stem(scan['name']))}_mask.png">Mask PNG</a>
+<a href="{base}/overlay.png" download="{_e(_stem(scan['name']))}_overlay.png">Overlay PNG</a>
+<a href="{base}/findings.json" download="{_e(_stem(scan['name']))}_findings.json">Findings JSON</a>
+</div>
+</div>
+</section>"""
+
+
+def _stem(name):
+    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:80] or "scan"
+
+
+def job_page(ctx, job_id, job, findings_by_index):
+    """The page of one job: progress while it runs, then every scan's result and errors."""
+    if job["state"] not in ("done", "interrupted"):
+        head = '<noscript><meta http-equiv="refresh" content="2"></noscript>'
+        return layout("Working", progress_section(job_id, job), ctx, notice=True,
+                      head_extra=head)
+    scans = job["scans"]
+    ok = [i for i, s in enumerate(scans) if s.get("state") == "ok" and i in findings_by_index]
+    failed = [s for s in scans if s.get("state") == "failed"]
+    parts = [f'<p class="meta">Uploaded {_e(when(job["created"]))} · {len(scans)} '
+             f'file{"s" if len(scans) != 1 else ""}'
+             f'{", " + str(len(failed)) + " could not be read" if failed else ""}</p>']
+    if job["state"] == "interrupted":
+        parts.append(error_line("The server stopped before this job finished; "
+                                "upload the scans again."))
+    if failed:
+        parts.append('<ul class="errors" id="errors">' + "".join(
+            f'<li class="error" role="alert">{_e(s.get("error") or s["name"])}</li>'
+            for s in failed) + "</ul>")
+    if ok:
+        controls = """<div class="controls">
+<label class="opacity">Outline opacity <input type="range" id="opacity" min="0" max="100" value="100"> <output id="opacity-value">100 %</output></label>
+<label class="toggle"><input type="checkbox" id="show-mask" checked> Show tumour outline</label>
+"""
+        if len(ok) > 1:
+            controls += f"""<div class="scroller" id="scroller">
+<button type="button" id="prev" aria-label="previous scan">‹</button>
+<input type="range" id="slice" min="1" max="{len(ok)}" value="1" aria-label="scan">
+<button type="button" id="next" aria-label="next scan">›</button>
+<span id="slice-label">Scan 1 of {len(ok)}</span></div>"""
+        controls += "</div>"
+        parts.append(controls)
+        parts.append("".join(_scan_section(job_id, i, scans[i], findings_by_index[i], n == 0)
+                             for n, i in enumerate(ok)))
+    else:
+        parts.append("<h2>Nothing to show</h2><p>No file of this upload could be segmented. "
+                     "Try another file:</p>" + upload_form(ctx["csrf"], ctx["limits"]))
+    title = "Result" if len(ok) <= 1 else f"Results ({len(ok)} scans)"
+    return layout(title, f'<h1 class="sr">{_e(title)}</h1>' + "\n".join(parts), ctx,
+                  notice=True)
+
+
+def job_summary(job):
+    scans = job.get("scans", [])
+    ok = [s for s in scans if s.get("state") == "ok"]
+    failed = sum(1 for s in scans if s.get("state") == "failed")
+    found = sum(1 for s in ok if (s.get("summary") or {}).get("tumour_found"))
+    if job["state"] not in ("done",):
+        return STATE_WORDS.get(job["state"], job["state"])
+    if not ok:
+        text = "could not be read"
+    elif len(ok) == 1:
+        text = "tumour found" if found else "no tumour found"
+    else:
+        text = f"tumour found in {found} of {len(ok)} scans"
+    return text + (f", {failed} failed" if failed else "")
+
+
+def results_table(jobs, csrf):
+    rows = []
+    for job in jobs:
+        names = [s["name"] for s in job.get("scans", [])]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        delete = ""
+        if csrf is not None and job["state"] in ("done", "interrupted"):
+            delete = (f'<form method="post" action="/jobs/{_e(job["id"])}/delete" class="inline">'
+                      f'{csrf_input(csrf)}<button type="submit" class="quiet">Delete</button>'
+                      "</form>")
+        rows.append(f'<tr><td>{_e(when(job["created"]))}</td><td>{_e(shown or "—")}</td>'
+                    f'<td>{_e(job_summary(job))}</td>'
+                    f'<td><a href="/jobs/{_e(job["id"])}">Open</a></td><td>{delete}</td></tr>')
+    return ('<table class="results"><thead><tr><th>Uploaded</th><th>Files</th><th>Result</th>'
+            '<th></th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+
+
+def results_page(ctx, jobs, keep_days):
+    keep = (f"Results are kept for {keep_days:g} days, then deleted." if keep_days
+            else "Results are kept until deleted.")
+    table = results_table(jobs, ctx["csrf"]) if jobs else "<p>No results yet.</p>"
+    return layout("Past results", f"<h1>Past results</h1><p class=\"lead\">{_e(keep)}</p>{table}",
+                  ctx, notice=True)
