@@ -9,7 +9,7 @@ metrics of the Keras model) and every bundle found under ``--runs-dir`` and ``--
 (matched to its run by the manifest's ``source.run``), one row per variant x format
 (keras, fp32, drq, fp16, int8): validation Dice and 2-class mIoU, the share of tumour-free
 scans with a false alarm, size, latency at each thread count (measured now, all bundles in
-turns in one run: ``edge_runtime.benchmark``), GFLOP, peak RSS, and size/speed ratios against
+turns in one run: ``edge_runtime.bench``), GFLOP, peak RSS, and size/speed ratios against
 the same variant's fp32 model. A format with no bundle is shown as ``missing``.
 
 Accuracy comes from, in order: ``--evaluate`` (the bundle scored now on the run's whole
@@ -197,7 +197,7 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
     report = None
     measured = [it for it in bundles if it["bundle"] is not None]
     if bench and measured:
-        from edge_runtime.benchmark import run_benchmark
+        from edge_runtime.bench import run_benchmark
         log(f"benchmarking {len(measured)} bundle(s) at threads {list(threads)}, {runs} runs")
         report = run_benchmark([str(it["path"]) for it in measured], threads=threads,
                                runs=runs, warmup=warmup, memory=True, log=log)

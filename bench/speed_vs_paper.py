@@ -4,7 +4,7 @@
 
 Builds the ``paper`` preset of ``resunet_ag`` (64..1024 filters, as Aprianto & Riana 2025;
 random weights with a fixed seed: speed and size do not depend on the values), converts it to
-DRQ with the same exporter as every shipped bundle, and runs ``edge_runtime.benchmark`` on the
+DRQ with the same exporter as every shipped bundle, and runs ``edge_runtime.bench`` on the
 shipped bundle and the paper-size model in turns, so their latency ratio is fair on a shared
 machine. Writes ``speed_vs_paper.md`` and ``speed_vs_paper.json``. Needs the ``train`` extra
 (TensorFlow) to build the reference; the reference bundle is cached in ``--work``.
@@ -53,7 +53,7 @@ def shown_path(path):
 
 
 def main(argv=None):
-    from edge_runtime.benchmark import format_table, run_benchmark
+    from edge_runtime.bench import format_table, run_benchmark
     from edge_runtime.bundle import default_bundle_path
 
     p = argparse.ArgumentParser(prog="python -m bench.speed_vs_paper", description=__doc__,

@@ -79,7 +79,7 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
 
     Exit codes: 0 all models measured, 1 some failed, 2 usage, 3 no default bundle.
     """
-    from edge_runtime.benchmark import format_table, report_json, results_csv, run_benchmark
+    from edge_runtime.bench import format_table, report_json, results_csv, run_benchmark
 
     def fail(exc):
         click.echo(f"edge-seg bench: {exc}", err=True)
