@@ -175,7 +175,7 @@ def test_bench_without_default_bundle_is_one_line(monkeypatch, tmp_path):
 
 def test_my_modules_do_not_import_tensorflow():
     code = ("import sys, edge_runtime.metrics, edge_runtime.evaluate, edge_runtime.benchmark, "
-            "edge_runtime.bench, "
+            "edge_runtime.bench, edge_runtime.bench.suite, edge_runtime.kit, "
             "edge_runtime.commands.bench, edge_runtime.commands.evaluate; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
             "assert not bad, bad")
