@@ -121,9 +121,9 @@ def reference_entries(kit_dir, work, build=True):
         mb = path.stat().st_size / 1e6
         entries.append(add_bundle(
             kit_dir, path, entry_id, "paper-reference",
-            absent_note=(f"too big to commit ({mb:.0f} MB, git-ignored); regenerate it on a "
-                         "workstation with TensorFlow (the train extra) with "
-                         f"`{_regen_command(kit_dir)}`, or copy the kit from one"),
+            absent_note=(f"too big to commit ({mb:.0f} MB, git-ignored): built on a "
+                         "workstation with TensorFlow (the train extra), or copy the kit "
+                         "folder from one"),
             make=_regen_command(kit_dir), **common))
         log(f"{entry_id}: {mb:.1f} MB")
     return entries

@@ -271,6 +271,10 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                 if run["keras"] is not None:
                     row.update(status="ok", path=str(run["keras"]),
                                size_mb=run["keras"].stat().st_size / 1e6)
+                else:
+                    row["error"] = (f"no best.keras / last.keras in {runs_dir}/{run_name} "
+                                    "(checkpoints are git-ignored)"
+                                    + ("; accuracy from its report" if acc else ""))
                 row.update(acc or {})
                 rows.append(row)
                 continue
