@@ -269,8 +269,8 @@ def plot_png(table):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None, ("skipped: matplotlib is not installed (pip install matplotlib); the "
-                      "Markdown, CSV and JSON hold every number")
+        return None, ("skipped: matplotlib is not installed (pip install 'edge-seg[plot]' "
+                      "or pip install matplotlib); the Markdown, CSV and JSON hold every number")
     t = table["settings"]["threads"]
     rows = [r for r in table["rows"] if r["status"] == "ok"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(table["rows"]), 4) + 1.5))
