@@ -130,6 +130,9 @@ def test_suite_usage_errors_are_one_line_exit_2(kit, tmp_path):
                                       "--out", str(tmp_path / "o")])
         assert r.exit_code == 2, r.output
         assert len(r.output.strip().splitlines()) == 1, r.output
+    r = CliRunner().invoke(main, ["bench", str(kit), "--runs", "1"])     # no --suite
+    assert r.exit_code == 2 and "--suite paper" in r.output
+    assert len(r.output.strip().splitlines()) == 1
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "kit.json").write_text("{not json")
     r = CliRunner().invoke(main, ["bench", str(tmp_path / "bad"), "--suite", "paper"])

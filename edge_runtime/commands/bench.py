@@ -112,6 +112,11 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
                 raise BundleError(f"no default model bundle is installed ({default} does not "
                                   "exist); name the models to measure")
             models = (default,)
+        from edge_runtime.kit import is_kit
+        kits = [str(m) for m in models if is_kit(m)]
+        if kits:
+            raise EdgeSegError(f"{kits[0]} is a benchmark kit folder, not a model: measure "
+                               "it with --suite paper")
         log = None if quiet else (lambda msg: click.echo(f"bench: {msg}", err=True))
         report = run_benchmark([str(m) for m in models], threads=threads, runs=runs,
                                warmup=warmup, image=image, memory=not no_memory,
