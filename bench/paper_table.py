@@ -1,16 +1,21 @@
 """Rebuild the paper's table (and more) from whatever trained runs and bundles exist.
 
     python -m bench.paper_table --runs-dir runs --out bench/results \
-        [--bundles DIR ...] [--threads 1,2] [--runs 20] [--warmup 3] \
-        [--evaluate [--eval-limit N]] [--no-bench]
+        [--bundles DIR ...] [--kit bench/paper_kit | --no-kit] [--threads 1,2] [--runs 20] \
+        [--warmup 3] [--evaluate [--eval-limit N]] [--no-bench]
 
 For every run folder ``runs/NAME/`` (``config.json``: variant; ``report.json``: validation
 metrics of the Keras model) and every bundle found under ``--runs-dir`` and ``--bundles``
 (matched to its run by the manifest's ``source.run``), one row per variant x format
 (keras, fp32, drq, fp16, int8): validation Dice and 2-class mIoU, the share of tumour-free
 scans with a false alarm, size, latency at each thread count (measured now, all bundles in
-turns in one run: ``edge_runtime.benchmark``), GFLOP, peak RSS, and size/speed ratios against
-the same variant's fp32 model. A format with no bundle is shown as ``missing``.
+turns in one run: ``edge_runtime.bench``), GFLOP, peak RSS, and size/speed ratios against
+the same variant's fp32 model. A format with no bundle is shown as ``missing``, with why.
+
+The committed device benchmark kit (``bench/paper_kit``, ``python -m bench.kit``) is read too:
+its bundles fill their rows (a fresh clone has no ``runs/*/export``), the paper-size
+references get rows of their own, and every model the kit lists as missing (or lists but
+this copy lacks) gives its row the kit's reason and the command that would make it.
 
 Accuracy comes from, in order: ``--evaluate`` (the bundle scored now on the run's whole
 validation split with ``edge_runtime.evaluate``; cached by model hash), else the bundle
@@ -130,19 +135,42 @@ def _run_of(item, runs):
 # ----------------------------------------------------------------------------- accuracy
 
 def accuracy_from_manifest(manifest, which="converted"):
-    m = (manifest.get("metrics") or {}).get(which) or {}
-    if not m:
-        return None
-    miou = m.get("miou_2class_tumour_scans")
-    if miou is None:
-        miou = m.get("miou_2class")
-    scans = (manifest.get("metrics") or {}).get("scans")
-    out = {"dice": m.get("dice"), "miou_2class": miou, "fp_scan_rate": m.get("fp_scan_rate"),
-           "accuracy_from": f"gate ({scans} scans)" if scans else "gate"}
-    gate = (manifest.get("metrics") or {}).get("gate")
-    if which == "converted" and isinstance(gate, dict) and gate.get("metric") == "dice_mean":
-        out["dice_drop"] = gate.get("drop")
+    """The gate's accuracy recorded in a bundle manifest (``edge_runtime.kit``), labelled as
+    this table always labelled it."""
+    from edge_runtime.kit import accuracy_from_manifest as from_gate
+    out = from_gate(manifest, which)
+    if out is not None:
+        scans = (manifest.get("metrics") or {}).get("scans")
+        out["accuracy_from"] = f"gate ({scans} scans)" if scans else "gate"
     return out
+
+
+REFERENCE_RUN = "paper-size reference (random weights)"
+
+
+def kit_items(kit_dir):
+    """The kit's present bundles as ``find_bundles`` items, and its missing entries ->
+    (items, {(run, format): reason})."""
+    from edge_runtime.kit import is_kit, load_kit
+    if kit_dir is None or not is_kit(kit_dir):
+        return [], {}
+    kit = load_kit(kit_dir)
+    items, missing = [], {}
+    for m in kit.models:
+        e = m.entry
+        run = REFERENCE_RUN if m.role == "paper-reference" else e.get("run")
+        if m.status == "ok":
+            from edge_runtime.bundle import load_bundle
+            b = load_bundle(m.path)
+            src = b.manifest.get("source") if isinstance(b.manifest.get("source"), dict) else {}
+            items.append({"path": m.path, "bundle": b, "error": None, "format": b.format,
+                          "variant": b.manifest.get("variant"), "name": b.name,
+                          "run": run or src.get("run"), "kit_role": m.role})
+            continue
+        why = f"kit: {m.reason}" + (f"; make it: {m.make}" if m.make else "")
+        missing[(run or f"(no run) {e.get('variant') or m.id}", e.get("format"))] = (
+            m.status, why, e.get("variant"))
+    return items, missing
 
 
 def accuracy_from_report(report):
@@ -182,22 +210,30 @@ def evaluate_now(item, run, out_dir, limit):
 # ----------------------------------------------------------------------------- the table
 
 def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warmup=3,
-                evaluate=False, eval_limit=None, bench=True):
+                evaluate=False, eval_limit=None, bench=True, kit_dir=None):
     runs_list = find_runs(runs_dir)
     bundles = find_bundles([runs_dir, *bundle_dirs])
-    log(f"{len(runs_list)} run(s), {len(bundles)} bundle(s)")
+    kit_bundles, kit_missing = kit_items(kit_dir)
+    have = {(b.get("run"), b.get("format")) for b in bundles}
+    bundles += [b for b in kit_bundles if (b["run"], b["format"]) not in have]
+    log(f"{len(runs_list)} run(s), {len(bundles)} bundle(s)"
+        + (f" ({len(kit_bundles)} from the kit {kit_dir}, {len(kit_missing)} listed there as "
+           "missing)" if kit_dir and (kit_bundles or kit_missing) else ""))
     by_run = {r["name"]: r for r in runs_list}
     groups = {r["name"]: {} for r in runs_list}
     for item in bundles:
-        run = _run_of(item, runs_list)
+        run = item["run"] if item.get("kit_role") == "paper-reference" else _run_of(item,
+                                                                                   runs_list)
         groups.setdefault(run, {})
         fmt = item.get("format") or f"? {item['path'].name}"
         groups[run].setdefault(fmt, item)
+    for (run, fmt), (_status, _why, _variant) in kit_missing.items():
+        groups.setdefault(run, {})                       # a row for each, even with no run
 
     report = None
     measured = [it for it in bundles if it["bundle"] is not None]
     if bench and measured:
-        from edge_runtime.benchmark import run_benchmark
+        from edge_runtime.bench import run_benchmark
         log(f"benchmarking {len(measured)} bundle(s) at threads {list(threads)}, {runs} runs")
         report = run_benchmark([str(it["path"]) for it in measured], threads=threads,
                                runs=runs, warmup=warmup, memory=True, log=log)
@@ -211,10 +247,19 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
         fmts = groups[run_name]
         variant = (run or {}).get("variant") or next(
             (it.get("variant") for it in fmts.values() if it.get("variant")), None)
-        names = ((list(ROW_FORMATS) if run is not None else [f for f in ROW_FORMATS if f in fmts])
+        variant = variant or next((v for (r, _f), (_s, _w, v) in kit_missing.items()
+                                   if r == run_name and v), None)
+        listed = {f for (r, f) in kit_missing if r == run_name}
+        names = ((list(ROW_FORMATS) if run is not None else
+                  [f for f in ROW_FORMATS if f in fmts or f in listed])
                  + sorted(f for f in fmts if f not in ROW_FORMATS))
         for fmt in names:
             row = {"run": run_name, "variant": variant, "format": fmt, "status": "missing"}
+            if fmt != "keras" and fmt not in fmts:
+                kit_status, why, _v = kit_missing.get((run_name, fmt), (None, None, None))
+                row["status"] = "FAILED" if kit_status == "FAILED" else "missing"
+                row["error"] = why or (f"no {fmt} bundle under {runs_dir}/{run_name}/export/, "
+                                       "--bundles or the kit")
             if fmt == "keras":
                 if run is None:
                     continue
@@ -226,6 +271,10 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                 if run["keras"] is not None:
                     row.update(status="ok", path=str(run["keras"]),
                                size_mb=run["keras"].stat().st_size / 1e6)
+                else:
+                    row["error"] = (f"no best.keras / last.keras in {runs_dir}/{run_name} "
+                                    "(checkpoints are git-ignored)"
+                                    + ("; accuracy from its report" if acc else ""))
                 row.update(acc or {})
                 rows.append(row)
                 continue
@@ -372,7 +421,7 @@ def render_markdown(table):
     lat_cols = [f"ms @{n}T" for n in t]
     head = (["run", "variant", "format", "status", "val Dice", "val mIoU (2-class)",
              "FP-scan rate", "accuracy from", "size MB"] + lat_cols
-            + ["GFLOP", "peak RSS MB", "size x", "speed x"])
+            + ["GFLOP", "peak RSS MB", "size x", "speed x", "note"])
     lines = ["# edge-seg: the paper's table, rebuilt", "",
              "Accuracy: mean per-scan Dice over validation scans with a tumour; 2-class mIoU is "
              "`keras.metrics.MeanIoU(num_classes=2)` pooled over every pixel of those scans "
@@ -382,9 +431,14 @@ def render_markdown(table):
              "variant's fp32 bundle at the first thread count.", ""]
     m = table.get("machine")
     if m:
-        lines += [f"Machine: {m['cpu']}, {m['arch']}, {m['cores_usable']} cores, governor "
+        isa = f", {' '.join(s.replace(' ', '-') for s in m['isa'])}" if m.get("isa") else ""
+        lines += [f"Machine: {m['cpu']}, {m['arch']}{isa}, {m['cores_usable']} cores, governor "
                   f"{m.get('governor') or 'unreadable'}, Python {m['python']}, "
                   f"{m.get('interpreter')} {m.get('interpreter_version')}.", ""]
+    n_missing = sum(r["status"] == "missing" for r in table["rows"])
+    if n_missing:
+        lines += [f"{n_missing} row(s) `missing`: the note says why and, where known, the "
+                  "command that would make the model.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table["rows"]:
         cells = [r["run"], _f(r.get("variant")), r["format"], r["status"], _f(r.get("dice")),
@@ -392,7 +446,8 @@ def render_markdown(table):
                  _f(r.get("accuracy_from")), _f(r.get("size_mb"), 2)]
         cells += [_f(r.get(f"latency_ms_t{n}"), 1) for n in t]
         cells += [_f(r.get("gflop"), 2), _f(r.get("rss_peak_mb"), 0),
-                  _f(r.get("size_ratio_vs_fp32"), 2), _f(r.get("speedup_vs_fp32"), 2)]
+                  _f(r.get("size_ratio_vs_fp32"), 2), _f(r.get("speedup_vs_fp32"), 2),
+                  (r.get("error") or "").replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     if not table["rows"]:
         lines.append("| (no runs or bundles found) |" + " |" * (len(head) - 1))
@@ -557,6 +612,10 @@ def main(argv=None):
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="with --evaluate: at most N validation scans (evenly spaced)")
     parser.add_argument("--no-bench", action="store_true", help="skip latency measurement")
+    parser.add_argument("--kit", default="bench/paper_kit",
+                        help="a device benchmark kit whose bundles and missing entries fill "
+                             "the table (default %(default)s, when it exists)")
+    parser.add_argument("--no-kit", action="store_true", help="do not read a kit")
     args = parser.parse_args(argv)
     try:
         threads = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -567,8 +626,14 @@ def main(argv=None):
                      f"got {args.threads!r}")
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
-    table = build_table(args.runs_dir, args.out, args.bundles, threads, args.runs,
-                        args.warmup, args.evaluate, args.eval_limit, not args.no_bench)
+    from edge_runtime.errors import EdgeSegError
+    try:
+        table = build_table(args.runs_dir, args.out, args.bundles, threads, args.runs,
+                            args.warmup, args.evaluate, args.eval_limit, not args.no_bench,
+                            kit_dir=None if args.no_kit else args.kit)
+    except EdgeSegError as exc:
+        print(f"paper_table: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         for p in write_outputs(table, args.out):
             print(p)

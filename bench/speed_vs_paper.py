@@ -4,7 +4,7 @@
 
 Builds the ``paper`` preset of ``resunet_ag`` (64..1024 filters, as Aprianto & Riana 2025;
 random weights with a fixed seed: speed and size do not depend on the values), converts it to
-DRQ with the same exporter as every shipped bundle, and runs ``edge_runtime.benchmark`` on the
+DRQ with the same exporter as every shipped bundle, and runs ``edge_runtime.bench`` on the
 shipped bundle and the paper-size model in turns, so their latency ratio is fair on a shared
 machine. Writes ``speed_vs_paper.md`` and ``speed_vs_paper.json``. Needs the ``train`` extra
 (TensorFlow) to build the reference; the reference bundle is cached in ``--work``.
@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 
-def build_reference(work, seed=0):
-    """Paper-size Res-UNet+AG, DRQ, as a bundle in ``work`` (built once)."""
-    path = Path(work) / "paper_resunet_ag_drq.zip"
+def build_reference(work, seed=0, fmt="drq"):
+    """Paper-size Res-UNet+AG (random weights, ``seed``) exported as ``fmt``, as a bundle in
+    ``work`` (built once; ``python -m bench.kit`` puts the fp32 and DRQ ones in the kit)."""
+    path = Path(work) / f"paper_resunet_ag_{fmt}.zip"
     if path.is_file():
         return path
     import keras
@@ -30,9 +31,9 @@ def build_reference(work, seed=0):
 
     keras.utils.set_random_seed(seed)
     model = build_model("resunet_ag", "paper")
-    blob = export_tflite(model, "drq")
+    blob = export_tflite(model, fmt)
     manifest = make_manifest(
-        "paper_resunet_ag", "drq", Preprocessing(input_size=256), variant="resunet_ag",
+        f"paper_resunet_ag_{fmt}", fmt, Preprocessing(input_size=256), variant="resunet_ag",
         preset="paper", parameters=int(model.count_params()),
         note="random weights: a size and speed reference only, not a segmentation model")
     Path(work).mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def shown_path(path):
 
 
 def main(argv=None):
-    from edge_runtime.benchmark import format_table, run_benchmark
+    from edge_runtime.bench import format_table, run_benchmark
     from edge_runtime.bundle import default_bundle_path
 
     p = argparse.ArgumentParser(prog="python -m bench.speed_vs_paper", description=__doc__,

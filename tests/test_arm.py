@@ -264,6 +264,48 @@ def test_cpuinfo_is_a_cortex_a72(tmp_path):
     assert text.count("processor\t:") == (os.cpu_count() or 1)
 
 
+# ----------------------------------------------------------------------------- the kit
+
+def test_emulation_kit_leaves_out_the_paper_size_references(tmp_path, tiny_bundle):
+    from edge_runtime.kit import add_bundle, load_kit, missing_entry, write_kit
+    kit = tmp_path / "kit"
+    write_kit(kit, [add_bundle(kit, tiny_bundle, "shipped", "shipped"),
+                    add_bundle(kit, tiny_bundle, "ref", "paper-reference"),
+                    missing_entry("v", "variant", reason="not converted", make="x")])
+    copy = emulate.emulation_kit(kit, tmp_path / "copy")
+    assert (copy / "models" / "shipped.zip").is_file()
+    assert not (copy / "models" / "ref.zip").exists()
+    models = {m.id: m for m in load_kit(copy).models}
+    assert models["shipped"].status == "ok"
+    assert models["ref"].status == "missing" and "not in this copy" in models["ref"].reason
+    assert models["v"].status == "missing"
+
+
+def test_check_kit_table(tmp_path):
+    good = {"host": {"arch": "aarch64", "isa": ["NEON"]},
+            "rows": [{"id": "shipped", "status": "ok", "p50_ms_t1": 5.0},
+                     {"id": "ref", "status": "missing", "reason": "not in this copy"}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(good))
+    summary, problems = emulate.check_kit_table(path)
+    assert problems == [] and summary["measured"] == 1 and summary["missing"] == 1
+    bad = dict(good, rows=[{"id": "shipped", "status": "FAILED", "reason": "crash"},
+                           {"id": "v", "status": "missing", "reason": ""}])
+    path.write_text(json.dumps(bad))
+    _summary, problems = emulate.check_kit_table(path)
+    assert len(problems) == 3 and "crash" in problems[0] and "no model measured" in problems
+
+
+def test_parse_kit_must_hold_a_kit_json(inputs, tmp_path):
+    bundle, scans = inputs
+    with pytest.raises(emulate.UsageError, match="kit.json"):
+        emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans),
+                            "--kit", str(tmp_path)])
+    args = emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans),
+                               "--kit", str(tmp_path), "--no-kit"])
+    assert args.no_kit
+
+
 # ----------------------------------------------------------------------------- emulation
 
 @pytest.mark.slow
@@ -291,5 +333,7 @@ def test_emulated_aarch64_matches_x86(tiny_bundle, tmp_path):
         assert {r["scan"] for r in res["masks"]} == {"bright", "flat"}
         assert all(r["status"] in ("identical", "close") for r in res["masks"])
         assert res["bench"]["status"] == "ok"
+        assert res["kit"]["exit"] == 0 and res["kit"]["measured"] >= 1
+        assert res["kit"]["arch"] == "aarch64" and "NEON" in res["kit"]["isa"]
     assert "tflite-runtime" in report["interpreters"]["tflite_runtime"]["version"]
     assert "ai-edge-litert" in report["interpreters"]["litert"]["version"]

@@ -49,7 +49,7 @@ def runs_dir(tmp_path, tiny_tflite_bytes):
 def test_paper_table_end_to_end(runs_dir, tmp_path):
     out = tmp_path / "results"
     rc = paper_table.main(["--runs-dir", str(runs_dir), "--out", str(out), "--threads", "1",
-                           "--runs", "2", "--warmup", "0"])
+                           "--runs", "2", "--warmup", "0", "--no-kit"])
     assert rc == 0
     for name in ("paper_table.md", "paper_table.csv", "paper_table.json",
                  "accuracy_vs_latency.png"):
@@ -84,8 +84,41 @@ def test_paper_table_end_to_end(runs_dir, tmp_path):
 
 def test_paper_table_with_nothing(tmp_path):
     out = tmp_path / "results"
-    assert paper_table.main(["--runs-dir", str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert paper_table.main(["--runs-dir", str(tmp_path / "none"), "--out", str(out),
+                             "--no-kit"]) == 0
     assert "no runs or bundles found" in (out / "paper_table.md").read_text()
+
+
+def test_paper_table_fills_rows_from_a_kit_and_says_why_the_rest_are_missing(runs_dir,
+                                                                             tiny_bundle,
+                                                                             tmp_path):
+    """A fresh clone: no export folder, the kit holds the bundles that exist."""
+    import shutil
+
+    from edge_runtime.kit import add_bundle, missing_entry, write_kit
+    kit = tmp_path / "kit"
+    drq = runs_dir / "r16" / "export" / "r16_drq.zip"
+    entries = [add_bundle(kit, drq, "r16_drq", "variant"),
+               add_bundle(kit, tiny_bundle, "ref_drq", "paper-reference"),
+               missing_entry("r16_int8", "variant", run="r16", format="int8",
+                             variant="resunet_ag", reason="never converted",
+                             make="edge-seg convert runs/r16 --all")]
+    write_kit(kit, entries)
+    shutil.rmtree(runs_dir / "r16" / "export")
+    (runs_dir / "broken.zip").unlink()
+    table = paper_table.build_table(runs_dir, tmp_path / "out", kit_dir=kit, threads=(1,),
+                                    bench=False)
+    by = {(r["run"], r["format"]): r for r in table["rows"]}
+    assert by[("r16", "drq")]["status"] == "ok"
+    assert by[("r16", "drq")]["miou_2class"] == 0.84 and by[("r16", "drq")]["dice_drop"] == 0.01
+    assert by[(paper_table.REFERENCE_RUN, "fp32")]["status"] == "ok"    # the tiny model is fp32
+    int8 = by[("r16", "int8")]
+    assert int8["status"] == "missing" and "never converted" in int8["error"]
+    assert "edge-seg convert runs/r16 --all" in int8["error"]
+    fp16 = by[("r16", "fp16")]
+    assert fp16["status"] == "missing" and "r16/export" in fp16["error"]
+    md = paper_table.render_markdown(table)
+    assert "never converted" in md and "row(s) `missing`: the note says why" in md
 
 
 def test_paper_constants():

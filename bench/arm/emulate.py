@@ -8,12 +8,18 @@ aarch64 venvs, one per TFLite interpreter package, and runs under
     edge-seg --version
     edge-seg run SCANS --bundle BUNDLE --out OUT --threads 1 --json
     edge-seg bench BUNDLE --runs 1 --warmup 0 --threads 1
+    edge-seg bench KIT --suite paper --runs 1 --warmup 0 --threads 1 --no-memory
 
 The masks are compared with the ones the same ``edge-seg run`` command writes on this x86
 host with the same interpreter package (the host environment for ai-edge-litert, a cached x86
 venv for tflite-runtime 2.14 + numpy<2): per scan "identical", "close" (Dice >= 0.999:
 float rounding flipped a few boundary pixels) or "boundary" (a warning: Dice >= 0.995 and
 every flipped pixel on the mask's boundary), else the run fails.
+
+The kit run (``--kit``, default bench/paper_kit) proves the paper suite on aarch64 for
+correctness, not timing: a copy of the kit without the paper-size references (about 100 GFLOP
+per scan: minutes per inference emulated) must give exit 0 and a row per model, each ``ok`` or
+``missing`` with a reason.
 
 Exit codes: 0 all scans agree and bench ran; 1 a mask differs or an emulated command failed;
 2 usage (bad arguments, no bundle, no scans); 3 setup failed (tools, sysroot, venv);
@@ -150,6 +156,11 @@ def build_parser():
     p.add_argument("--tolerance", type=float, default=DICE_TOLERANCE,
                    help=f"smallest Dice accepted when masks are not identical (default {DICE_TOLERANCE})")
     p.add_argument("--no-bench", action="store_true", help="skip edge-seg bench under emulation")
+    p.add_argument("--kit", type=Path, default=root / "bench" / "paper_kit",
+                   help="benchmark kit for the emulated `edge-seg bench KIT --suite paper` "
+                        "(default: the committed bench/paper_kit; its paper-size references "
+                        "are left out: too slow to emulate)")
+    p.add_argument("--no-kit", action="store_true", help="skip the kit suite under emulation")
     p.add_argument("--refresh", action="store_true",
                    help="rebuild the sysroot and venvs and download the wheels again")
     return p
@@ -183,12 +194,55 @@ def parse_args(argv=None):
             raise UsageError(f"scans not found: {path}")
         scans.append(path.resolve())
     args.scans = scans
+    if not args.no_kit and not (args.kit / "kit.json").is_file():
+        raise UsageError(f"--kit {args.kit}: no kit.json there (python -m bench.kit, or "
+                         "--no-kit)")
+    args.kit = args.kit.resolve()
     args.cache = (args.cache or default_cache()).expanduser().resolve()
     args.out = (args.out or args.cache / "out").expanduser().resolve()
     for path in scans:
         if args.out == path or path in args.out.parents or args.out in path.parents:
             raise UsageError(f"--out {args.out} overlaps the scans in {path}")
     return args
+
+
+# ----------------------------------------------------------------------------- the kit
+
+# Left out of the emulated kit: ~100 GFLOP per scan is minutes per inference under qemu.
+SLOW_ROLES = ("paper-reference",)
+
+
+def emulation_kit(kit_dir, dest):
+    """Copy the kit at ``kit_dir`` to ``dest`` without the files of its paper-size references
+    (their rows then say ``missing``: not in this copy) -> dest."""
+    kit_dir, dest = Path(kit_dir), Path(dest)
+    manifest = json.loads((kit_dir / "kit.json").read_text(encoding="utf-8"))
+    (dest / "models").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kit_dir / "kit.json", dest / "kit.json")
+    for e in manifest.get("entries", []):
+        src = kit_dir / e["file"] if e.get("file") else None
+        if src is None or e.get("role") in SLOW_ROLES or not src.is_file():
+            continue
+        shutil.copyfile(src, dest / e["file"])
+    return dest
+
+
+def check_kit_table(path):
+    """The suite's JSON -> (summary dict, problems list): every row ok or missing with a
+    reason, at least one measured."""
+    table = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = table.get("rows") or []
+    problems = [f"{r.get('id')}: {r.get('status')} ({r.get('reason')})" for r in rows
+                if r.get("status") not in ("ok", "missing")
+                or (r.get("status") == "missing" and not r.get("reason"))]
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        problems.append("no model measured")
+    problems += [f"{r['id']}: no p50" for r in ok if not r.get("p50_ms_t1")]
+    host = table.get("host") or {}
+    return ({"measured": len(ok), "missing": sum(r.get("status") == "missing" for r in rows),
+             "rows": len(rows), "arch": host.get("arch"), "cpu": host.get("cpu"),
+             "isa": host.get("isa"), "interpreter": host.get("interpreter")}, problems)
 
 
 # ----------------------------------------------------------------------------- comparing
@@ -812,6 +866,24 @@ def execute(args):
                 failures.append(f"{name}: edge-seg bench failed (exit {proc.returncode}): "
                                 f"{_tail(proc.stderr + proc.stdout)}")
 
+        if not args.no_kit:
+            t0 = time.monotonic()
+            kit_copy = emulation_kit(args.kit, args.out / "kit")
+            kit_out = args.out / f"kit-{name}"
+            proc = venv.edge_seg("bench", str(kit_copy), "--suite", "paper", "--runs", "1",
+                                 "--warmup", "0", "--threads", "1", "--no-memory",
+                                 "--no-sgemm", "--no-plot", "--out", str(kit_out), "-q",
+                                 env_extra=extra, check=False)
+            lap(f"aarch64 kit suite {name}", t0)
+            try:
+                summary, problems = check_kit_table(kit_out / "kit_paper.json")
+            except (OSError, ValueError) as exc:
+                summary, problems = None, [f"no suite results ({exc})"]
+            result["kit"] = dict(summary or {}, exit=proc.returncode)
+            if proc.returncode != 0 or problems:
+                failures.append(f"{name}: edge-seg bench KIT --suite paper failed (exit "
+                                f"{proc.returncode}): {'; '.join(problems) or _tail(proc.stderr)}")
+
     timings["total"] = round(time.monotonic() - t_start, 1)
     cpu["total"] = round(sum(cpu.values()), 1)
     report["timings_s"] = timings
@@ -845,6 +917,11 @@ def print_report(report):
                   f"{bench.get('interpreter_version')}, p50 {bench.get('p50_ms'):.0f} ms emulated "
                   f"(not a Pi timing), peak RSS {'-' if rss is None else f'{rss:.0f} MB'}, "
                   f"machine {bench['machine'].get('arch')} {bench['machine'].get('cpu')}")
+        kit = res.get("kit")
+        if kit:
+            print(f"  kit suite: exit {kit.get('exit')}, {kit.get('measured')} measured, "
+                  f"{kit.get('missing')} missing of {kit.get('rows')} rows; host "
+                  f"{kit.get('arch')} {kit.get('cpu')}, ISA {', '.join(kit.get('isa') or [])}")
     print("wall s: " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
     print("cpu s:  " + ", ".join(f"{k} {v}" for k, v in report["cpu_s"].items()))
 

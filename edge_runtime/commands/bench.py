@@ -65,10 +65,18 @@ def _not_an_option(ctx, param, value):
 @click.option("--no-memory", is_flag=True,
               help="Skip the RSS measurement (a fresh process per model and thread count).")
 @click.option("--no-sgemm", is_flag=True, help="Skip the single-thread sgemm ceiling.")
+@click.option("--suite", type=click.Choice(["paper"]), default=None,
+              help="Measure every model of ONE benchmark kit folder (python -m bench.kit) and "
+                   "write the paper's table (Markdown, CSV, JSON, plot) into --out.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("edge-seg-out"), show_default=True,
+              help="With --suite: the folder for kit_paper.{md,csv,json,png}.")
+@click.option("--no-plot", is_flag=True, help="With --suite: no plot (else drawn when "
+                                                "matplotlib is installed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_memory,
-          no_sgemm, quiet):
+          no_sgemm, suite, out_dir, no_plot, quiet):
     """Measure MODELS (bundle .zip, unpacked bundle folder or bare .tflite; default: the
     bundle installed with edge-seg) at each thread count: size, load time, first and warm
     latency (mean, std, p50, p90, p99, min), FPS, GFLOP per scan and GFLOP/s, RSS, and with
@@ -77,9 +85,18 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
     Several models are timed in turns in one run, so their ratio is fair. A model that fails
     gets a FAILED row with the reason; the others go on.
 
-    Exit codes: 0 all models measured, 1 some failed, 2 usage, 3 no default bundle.
+    With --suite paper, MODELS is one kit folder: every model it lists is measured in one
+    run and the paper's table is written into --out; a model the kit lacks gets a row saying
+    why.
+
+    Exit codes: 0 all models measured (with --suite: every model present in the kit), 1 some
+    failed, 2 usage, 3 no default bundle.
     """
-    from edge_runtime.benchmark import format_table, report_json, results_csv, run_benchmark
+    if suite is not None:
+        _bench_suite(ctx, suite, models, threads_text, runs, warmup, image, json_out, csv_out,
+                     no_memory, no_sgemm, out_dir, no_plot, quiet)
+        return
+    from edge_runtime.bench import format_table, report_json, results_csv, run_benchmark
 
     def fail(exc):
         click.echo(f"edge-seg bench: {exc}", err=True)
@@ -95,6 +112,11 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
                 raise BundleError(f"no default model bundle is installed ({default} does not "
                                   "exist); name the models to measure")
             models = (default,)
+        from edge_runtime.kit import is_kit
+        kits = [str(m) for m in models if is_kit(m)]
+        if kits:
+            raise EdgeSegError(f"{kits[0]} is a benchmark kit folder, not a model: measure "
+                               "it with --suite paper")
         log = None if quiet else (lambda msg: click.echo(f"bench: {msg}", err=True))
         report = run_benchmark([str(m) for m in models], threads=threads, runs=runs,
                                warmup=warmup, image=image, memory=not no_memory,
@@ -115,3 +137,49 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
     failed = [r for r in report["results"] if r["status"] != "ok"]
     sys.stderr.flush()
     ctx.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _bench_suite(ctx, suite, models, threads_text, runs, warmup, image, json_out, csv_out,
+                 no_memory, no_sgemm, out_dir, no_plot, quiet):
+    """``--suite paper``: a kit folder measured and written as the paper's table."""
+    from edge_runtime.bench.suite import (render_markdown, run_paper_suite, shown_path,
+                                          write_suite)
+
+    def fail(exc):
+        click.echo(f"edge-seg bench: {exc}", err=True)
+        ctx.exit(exc.exit_code)
+
+    try:
+        threads = parse_threads(threads_text)
+        if len(models) != 1:
+            raise EdgeSegError(f"--suite {suite} takes one kit folder, got {len(models)} "
+                               "paths (make a kit with python -m bench.kit --out DIR)")
+        if json_out is not None or csv_out is not None:
+            raise EdgeSegError(f"--suite {suite} writes its JSON and CSV into --out "
+                               f"({out_dir}); --json/--csv are for a plain bench")
+        log = None if quiet else (lambda msg: click.echo(f"bench: {msg}", err=True))
+        table = run_paper_suite(models[0], threads=threads, runs=runs, warmup=warmup,
+                                image=image, memory=not no_memory, sgemm=not no_sgemm, log=log)
+        command = " ".join(["edge-seg bench", shown_path(models[0]), "--suite", suite,
+                            "--threads", ",".join(map(str, threads)), "--runs", str(runs),
+                            "--warmup", str(warmup)]
+                           + (["--image", str(image)] if image is not None else [])
+                           + (["--no-memory"] if no_memory else []))
+        try:
+            paths = write_suite(table, out_dir, command=command, plot=not no_plot)
+        except OSError as exc:
+            raise EdgeSegError(f"{out_dir}: cannot write the suite's results "
+                               f"({exc.strerror or exc})") from None
+    except EdgeSegError as exc:
+        fail(exc)
+    except ValueError as exc:
+        fail(EdgeSegError(str(exc)))
+    click.echo(render_markdown(table, command))
+    for p in paths:
+        click.echo(f"wrote {p}", err=True)
+    rows = table["rows"]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "missing", "FAILED")}
+    click.echo(f"{counts['ok']} measured, {counts['missing']} missing, "
+               f"{counts['FAILED']} failed", err=True)
+    sys.stderr.flush()
+    ctx.exit(EXIT_SOME_FAILED if counts["FAILED"] else EXIT_OK)

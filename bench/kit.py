@@ -1,0 +1,207 @@
+"""Write the device benchmark kit: everything ``edge-seg bench KIT --suite paper`` needs.
+
+    python -m bench.kit --out bench/paper_kit [--runs-dir runs] [--archive kit.tar]
+                        [--no-reference] [--work ~/.cache/edge-seg/reference]
+
+Into ``--out``: ``kit.json`` (each model, its role, format, sha256 and where its accuracy
+comes from; ``edge_runtime.kit``) and ``models/*.zip``, every one a verified bundle:
+
+- ``shipped``: the default bundle (``edge_runtime/models/default.zip``);
+- ``paper-reference``: the paper-size Res-UNet+AG (``resunet_ag`` preset ``paper``, 64..1024
+  filters) with random weights (seed 0) in fp32 and DRQ, built with TensorFlow by
+  ``bench.speed_vs_paper.build_reference``: speed and size only, no accuracy;
+- ``variant``: the four paper variants (``PAPER_VARIANT_RUNS``) in every format, when their
+  bundle exists under ``runs/RUN/export/``; otherwise a ``missing`` entry with the reason and
+  the command that would make it.
+
+What a fresh clone holds: the committed kit ``bench/paper_kit`` has the shipped bundle and the
+manifest; the references (31 MB and 124 MB) are too big to commit and are git-ignored there.
+Their entries keep their architecture, size and sha256, and a device reading the kit reports
+them ``missing`` with this command, which regenerates them on a workstation with TensorFlow
+(the device side cannot build them: no TensorFlow there). Copy the folder (or ``--archive``)
+to the device afterwards.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge_runtime.formats import FORMATS
+
+# The four variants the paper compares, as the CPU recipe trained them (same recipe, seed and
+# split for each; bench/train_variants.sh): docs/RESULTS.md "The four variants side by side".
+PAPER_VARIANT_RUNS = (("resunet", "resunet_edge"), ("resunet_ag", "resunet_ag_edge"),
+                      ("resunet_se", "resunet_se_edge"), ("resunet_cbam", "resunet_cbam_edge"))
+REFERENCE_FORMATS = ("fp32", "drq")
+REFERENCE_ARCH = {"variant": "resunet_ag", "preset": "paper", "filters": "64, 128, 256, 512, "
+                  "1024 (4 levels + bridge, as Aprianto & Riana 2025)", "input_size": 256,
+                  "weights": "random, seed 0 (keras.utils.set_random_seed)"}
+DEFAULT_OUT = "bench/paper_kit"
+KIT_NOTE = ("Device benchmark kit for the paper's table (edge-seg bench KIT --suite paper). "
+            "Accuracy comes from each bundle's own conversion gate; the paper-size references "
+            "have random weights: speed and size only. Not a medical device.")
+
+
+def log(msg):
+    print(f"kit: {msg}", file=sys.stderr, flush=True)
+
+
+def _regen_command(out):
+    return f"python -m bench.kit --out {out}"
+
+
+def find_variant_bundle(runs_dir, run, fmt):
+    """The bundle of ``run`` in format ``fmt`` under ``runs_dir/run/export`` -> path or None."""
+    from edge_runtime.bundle import load_bundle
+    export = Path(runs_dir) / run / "export"
+    if not export.is_dir():
+        return None
+    for path in sorted(export.glob("*.zip")):
+        try:
+            b = load_bundle(path)
+        except Exception:  # noqa: BLE001 - not a bundle of this run
+            continue
+        src = b.manifest.get("source") if isinstance(b.manifest.get("source"), dict) else {}
+        if b.format == fmt and src.get("run", run) == run:
+            return path
+    return None
+
+
+def variant_entries(kit_dir, runs_dir):
+    from edge_runtime.kit import add_bundle, missing_entry
+    entries = []
+    for variant, run in PAPER_VARIANT_RUNS:
+        for fmt in (f.name for f in FORMATS):
+            entry_id = f"{run}_{fmt}"
+            path = find_variant_bundle(runs_dir, run, fmt)
+            if path is not None:
+                log(f"{entry_id}: {path}")
+                entries.append(add_bundle(kit_dir, path, entry_id, "variant", run=run))
+                continue
+            has_ckpt = any((Path(runs_dir) / run / f).is_file()
+                           for f in ("best.keras", "last.keras"))
+            reason = (f"no {fmt} bundle under {runs_dir}/{run}/export/ (exports are "
+                      "git-ignored; " + ("the checkpoint is here: convert it" if has_ckpt else
+                                         "the run's checkpoint was never committed, so only "
+                                         "the machine that trained it can convert it") + ")")
+            entries.append(missing_entry(
+                entry_id, "variant", variant=variant, format=fmt, run=run, weights="trained",
+                accuracy_from="the bundle's conversion gate, once it exists",
+                reason=reason,
+                make=f"edge-seg convert {runs_dir}/{run} --all --out {runs_dir}/{run}/export "
+                     f"&& python -m bench.kit --out {kit_dir}"))
+            log(f"{entry_id}: missing")
+    return entries
+
+
+def reference_entries(kit_dir, work, build=True):
+    """The paper-size fp32 and DRQ references (built with TensorFlow, cached in ``work``)."""
+    from edge_runtime.kit import add_bundle, missing_entry
+    entries = []
+    for fmt in REFERENCE_FORMATS:
+        entry_id = f"paper_resunet_ag_{fmt}"
+        common = dict(architecture=REFERENCE_ARCH, weights="random",
+                      accuracy_from="none: random weights, speed and size only")
+        path = Path(work) / f"paper_resunet_ag_{fmt}.zip"
+        why = None
+        if build and not path.is_file():
+            try:
+                from bench.speed_vs_paper import build_reference
+                log(f"building the paper-size Res-UNet+AG ({fmt}; TensorFlow, minutes)")
+                path = build_reference(work, fmt=fmt)
+            except ImportError as exc:
+                why = (f"cannot be built here ({exc}): the reference needs TensorFlow "
+                       "(pip install '.[train]')")
+        if why is None and not path.is_file():
+            why = "not built (--no-reference)"
+        if why is not None:
+            entries.append(missing_entry(entry_id, "paper-reference", format=fmt, reason=why,
+                                         make=_regen_command(kit_dir), **common))
+            continue
+        mb = path.stat().st_size / 1e6
+        entries.append(add_bundle(
+            kit_dir, path, entry_id, "paper-reference",
+            absent_note=(f"too big to commit ({mb:.0f} MB, git-ignored): built on a "
+                         "workstation with TensorFlow (the train extra), or copy the kit "
+                         "folder from one"),
+            make=_regen_command(kit_dir), **common))
+        log(f"{entry_id}: {mb:.1f} MB")
+    return entries
+
+
+def build_kit(out, runs_dir="runs", work=None, reference=True, shipped=None):
+    """Write the kit into ``out`` -> path of its kit.json."""
+    from edge_runtime.bundle import default_bundle_path
+    from edge_runtime.kit import add_bundle, write_kit
+    work = work or str(Path.home() / ".cache" / "edge-seg" / "reference")
+    shipped = Path(shipped) if shipped else default_bundle_path()
+    entries = [add_bundle(out, shipped, "shipped", "shipped")]
+    log(f"shipped: {shipped}")
+    entries += reference_entries(out, work, build=reference)
+    entries += variant_entries(out, runs_dir)
+    return write_kit(out, entries, suite="paper", note=KIT_NOTE,
+                     variant_runs=[run for _v, run in PAPER_VARIANT_RUNS])
+
+
+def write_archive(kit_dir, archive):
+    """One .tar or .zip of the kit folder (written via a temporary file, then renamed)."""
+    import os
+    import tarfile
+    import tempfile
+    import zipfile
+    kit_dir, archive = Path(kit_dir), Path(archive)
+    if archive.suffix not in (".tar", ".zip"):
+        raise ValueError(f"--archive must end in .tar or .zip, got {archive.name!r}")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in kit_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".tmp", dir=archive.parent)
+    os.close(fd)
+    try:
+        if archive.suffix == ".tar":
+            with tarfile.open(tmp, "w") as tar:
+                for f in files:
+                    tar.add(f, arcname=str(Path(kit_dir.name) / f.relative_to(kit_dir)))
+        else:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+                for f in files:
+                    zf.write(f, arcname=str(Path(kit_dir.name) / f.relative_to(kit_dir)))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)                   # mkstemp's 0600 is not for sharing
+        os.replace(tmp, archive)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return archive
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.kit", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=DEFAULT_OUT, help="the kit folder (default %(default)s)")
+    p.add_argument("--runs-dir", default="runs", help="where the variants' runs are")
+    p.add_argument("--work", default=None, help="cache of the built references "
+                   "(default ~/.cache/edge-seg/reference)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="do not build the paper-size references (no TensorFlow needed)")
+    p.add_argument("--shipped", default=None, help="the shipped bundle (default: the "
+                   "installed edge_runtime/models/default.zip)")
+    p.add_argument("--archive", default=None, help="also write the kit as one .tar or .zip")
+    a = p.parse_args(argv)
+    from edge_runtime.errors import EdgeSegError
+    try:
+        path = build_kit(a.out, a.runs_dir, a.work, not a.no_reference, a.shipped)
+        print(path)
+        if a.archive:
+            print(write_archive(a.out, a.archive))
+    except EdgeSegError as exc:
+        print(f"kit: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (OSError, ValueError) as exc:
+        print(f"kit: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
