@@ -19,6 +19,8 @@ COMMANDS = {
     "eval": ("edge_runtime.commands.evaluate:evaluate",
              "Score a bundle on labelled scans or tumour-free scans.", None),
     "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
+    "listen": ("edge_runtime.commands.listen:listen",
+               "DICOM node: segment each MR series received (needs edge-seg[dicom]).", None),
     "train": ("train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
     "convert": ("convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "

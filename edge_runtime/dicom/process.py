@@ -98,12 +98,18 @@ def summary_line(report):
     return f"{head}: {body}{tail}"
 
 
+class _NoEmptyFrameWarning(logging.Filter):
+    """highdicom warns when every frame is empty; for "no tumour found" that is expected."""
+
+    def filter(self, record):
+        return "omit_empty_frames" not in record.getMessage()
+
+
 def _quiet_highdicom():
-    class _Filter(logging.Filter):
-        def filter(self, record):
-            return "omit_empty_frames" not in record.getMessage()
-    for name in ("highdicom", "highdicom.seg.sop"):
-        logging.getLogger(name).addFilter(_Filter())
+    for name in ("highdicom", "highdicom.image", "highdicom.seg.sop"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoEmptyFrameWarning) for f in logger.filters):
+            logger.addFilter(_NoEmptyFrameWarning())
 
 
 def _seg_inputs(series, packed, shape):

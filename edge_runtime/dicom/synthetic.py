@@ -4,8 +4,8 @@ Nothing here is a real patient. ``write_series`` writes a stack of 2-D arrays as
 series (single-frame MR Image Storage files, or one Enhanced MR multi-frame file) with a
 plausible geometry: ``pixel_spacing`` mm pixels, slices ``slice_spacing`` mm apart along the
 normal of ``orientation``, and optionally compressed (RLE, JPEG 2000, JPEG-LS lossless, JPEG
-baseline), MONOCHROME1 or rescaled. ``example_stack`` makes the slices from the project's
-example scans (``examples/*.png``), with dark slices at both ends (outside the head).
+baseline), MONOCHROME1 or rescaled. ``example_stack`` makes the slices from one of the
+project's example scans (``examples/*.png``), with dark slices at both ends.
 """
 
 import datetime
@@ -22,10 +22,11 @@ ENHANCED_MR_CLASS = "1.2.840.10008.5.1.4.1.1.4.1"
 COMPRESSIONS = ("none", "rle", "jpeg2000", "jpegls", "jpeg")
 
 
-def example_stack(examples_dir, n_slices, dark_ends=1, seed=0):
-    """``n_slices`` uint16 arrays: the example scans in ``examples_dir`` (sorted) cycled,
-    each with its own mild brightness change and noise, and ``dark_ends`` near-black slices
-    at each end."""
+def example_stack(examples_dir, n_slices, which=0, dark_ends=1, seed=0):
+    """``n_slices`` uint16 arrays: example scan number ``which`` of ``examples_dir`` (sorted
+    ``*.png``) repeated, each slice with its own mild brightness change and noise (the same
+    anatomy on neighbouring slices, as in a real series), and ``dark_ends`` near-black
+    slices at each end (outside the head)."""
     from edge_runtime.imageio import load_scan
     scans = [load_scan(p).pixels for p in sorted(Path(examples_dir).glob("*.png"))]
     if not scans:
@@ -37,7 +38,7 @@ def example_stack(examples_dir, n_slices, dark_ends=1, seed=0):
         if k < dark_ends or k >= n_slices - dark_ends:
             out.append(rng.integers(0, 6, shape).astype(np.uint16))
             continue
-        base = scans[(k - dark_ends) % len(scans)].astype(np.float32) * 4.0
+        base = scans[which % len(scans)].astype(np.float32) * 4.0
         gain = 1.0 + 0.03 * np.sin(k)
         noisy = base * gain + rng.normal(0.0, 2.0, shape)
         out.append(np.clip(noisy, 0, 4095).astype(np.uint16))
