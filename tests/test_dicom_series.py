@@ -35,6 +35,12 @@ def test_spacing_refused_for_a_missing_slice():
     assert s["spacing_mm"] is None and "1 slice(s) missing" in s["problem"]
 
 
+def test_missing_slices_found_when_many_gaps_are_doubled():
+    s = geometry.slice_spacing([0.0, 5.0, 15.0])
+    assert s["spacing_mm"] is None and "1 slice(s) missing" in s["problem"]
+    assert "2 slice(s) missing" in geometry.slice_spacing([0.0, 10.0, 15.0, 25.0])["problem"]
+
+
 def test_spacing_refused_for_repeated_or_uneven_positions():
     assert "share a position" in geometry.slice_spacing([0.0, 5.0, 5.0, 10.0])["problem"]
     assert "uneven" in geometry.slice_spacing([0.0, 5.0, 8.0, 13.0])["problem"]

@@ -58,7 +58,9 @@ def slice_spacing(distances=None, spacing_between=None, thickness=None):
             n = int(np.sum(gaps < MIN_SPACING_MM))
             return {"spacing_mm": None, "method": "position differences",
                     "problem": f"{n} pair(s) of slices share a position (duplicates?)"}
-        median = float(np.median(gaps))
+        # the base spacing: the gaps close to the smallest one (a missing slice doubles a gap)
+        smallest = float(gaps.min())
+        median = float(np.median(gaps[gaps <= smallest * (1 + SPACING_TOLERANCE)]))
         uneven = np.abs(gaps - median) > SPACING_TOLERANCE * median
         if uneven.any():
             ratio = gaps[uneven] / median
