@@ -119,14 +119,14 @@ def _seg_inputs(series, packed, shape):
     files = {str(s.path) for s in slices}
     if all(s.frame is None for s in slices):
         idx = [k for k in range(len(slices)) if k in packed] or [0]
-        masks = np.zeros((len(idx),) + shape, dtype=bool)
+        masks = np.zeros((len(idx),) + shape, dtype=np.uint8)
         for i, k in enumerate(idx):
             if k in packed:
                 masks[i] = np.unpackbits(packed[k], count=shape[0] * shape[1]).reshape(shape)
         return [read_source(slices[k].path) for k in idx], masks
     if len(files) == 1:
         frames = max(s.frame for s in slices) + 1
-        masks = np.zeros((frames,) + shape, dtype=bool)
+        masks = np.zeros((frames,) + shape, dtype=np.uint8)
         for k, s in enumerate(slices):
             if k in packed:
                 masks[s.frame] = np.unpackbits(packed[k], count=shape[0] * shape[1]).reshape(
@@ -158,6 +158,7 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
     check_rule(consistency)
     log = log or (lambda _line: None)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or series_stem(series)
     t0 = time.perf_counter()
     report = {

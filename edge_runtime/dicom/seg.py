@@ -49,13 +49,16 @@ def build_seg(sources, masks, bundle_name, bundle_sha256, series_number=SEG_SERI
     """-> SEG bytes (Explicit VR Little Endian, DICOM file format).
 
     ``sources``: the source datasets (headers; one multi-frame dataset, or one per
-    single-frame slice, in the order of ``masks``); ``masks``: bool [frames, rows, cols],
+    single-frame slice, in the order of ``masks``); ``masks``: [frames, rows, cols], uint8
+    0/1 (used as is: no copy) or bool,
     one per source frame (multi-frame) or per source dataset (single-frame).
     """
     hd = need("highdicom")
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
-    masks = np.asarray(masks, dtype=bool)
+    masks = np.asarray(masks)
+    if masks.dtype != np.uint8:
+        masks = (masks > 0).astype(np.uint8)
     desc = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label="Tumour",
@@ -66,7 +69,7 @@ def build_seg(sources, masks, bundle_name, bundle_sha256, series_number=SEG_SERI
     )
     seg = hd.seg.Segmentation(
         source_images=list(sources),
-        pixel_array=masks.astype(np.uint8),
+        pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[desc],
         series_instance_uid=generate_uid(),
