@@ -179,3 +179,32 @@ def test_non_mr_storage_class_is_not_offered(tmp_path, segmenter_factory):
             assoc.release()
     finally:
         node.stop()
+
+
+def listen_cli(*args):
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+    return CliRunner().invoke(main, ["listen", *map(str, args)])
+
+
+def test_listen_usage_errors_are_one_line(tmp_path):
+    assert "--allow" in listen_cli("--help").output
+    res = listen_cli("--folder", tmp_path / "n")                 # no --allow
+    assert res.exit_code == 2
+    res = listen_cli("--folder", tmp_path / "n", "--allow", "A", "--send-to", "nowhere")
+    assert res.exit_code == 2 and "expected AET@HOST:PORT" in res.stderr
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "state.json").write_text("{not json")
+    res = listen_cli("--folder", tmp_path / "n", "--allow", "A")
+    assert res.exit_code == 2 and "cannot read the node's state" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_listen_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = listen_cli("--folder", tmp_path / "n", "--allow", "A", "--port", port)
+    assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr

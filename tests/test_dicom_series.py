@@ -209,3 +209,22 @@ def test_mixed_orientations_refused(tmp_path):
                  orientation=SAGITTAL, name="sag")
     (series,), _, _ = scan_tree(tmp_path)
     assert series.problem.startswith("mixed orientations (2 distinct")
+
+
+def test_dicomdir_medium_from_pydicom(tmp_path):
+    """pydicom's DICOMDIR test medium: the index files are skipped, the localizers with three
+    orientations in one series are refused, the one-slice series are read."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+    src = Path(get_testdata_file("DICOMDIR")).parent
+    shutil.copytree(src, tmp_path / "medium")
+    series, skipped, failed = scan_tree(tmp_path / "medium")
+    assert failed == []
+    assert any(Path(p).name == "DICOMDIR" and r.startswith("DICOMDIR index")
+               for p, r in skipped)
+    refused = [s for s in series if s.problem]
+    assert refused and all(s.problem.startswith("mixed orientations") for s in refused)
+    ok = [s for s in series if not s.problem]
+    assert ok and all(s.spacing()["method"] == "SliceThickness" for s in ok
+                      if len(s.slices) == 1)

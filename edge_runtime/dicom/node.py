@@ -336,11 +336,11 @@ class Node:
 
     def start(self):
         """Start listening and the worker in the background -> self."""
+        self.server = self._ae().start_server((self.cfg.bind, int(self.cfg.port)),
+                                              block=False, evt_handlers=self._handlers())
         self.worker = threading.Thread(target=self._work, name="edge-seg-worker",
                                        daemon=True)
         self.worker.start()
-        self.server = self._ae().start_server((self.cfg.bind, int(self.cfg.port)),
-                                              block=False, evt_handlers=self._handlers())
         self.log(f"listening as {self.cfg.ae_title} on {self.cfg.bind}:{self.cfg.port}; "
                  f"accepting MR from {', '.join(self.cfg.allowed)}; storing under "
                  f"{self.folder}")
