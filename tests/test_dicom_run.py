@@ -190,3 +190,29 @@ def test_bad_study_each_problem_named_rest_processed(tmp_path):
     assert not list(out.glob(".*"))                              # no temporary files left
     assert digest(root) == before
     assert "4 done, 4 failed" in err        # gap, dup, good, broken; 3 files + mixed
+
+
+def test_series_without_tumour_is_an_answer_with_an_empty_seg(tmp_path):
+    write_series(tmp_path / "DARK", example_stack(EXAMPLES, 3, dark_ends=2))
+    res = run(tmp_path / "DARK", "--out", tmp_path / "o")
+    assert res.exit_code == EXIT_OK, res.stderr
+    assert "no tumour found" in res.stdout
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "o").glob("*_series.json")]
+    assert report["slices_with_tumour"] == [] and report["volume_ml"] == 0.0
+    assert "montage" not in report["outputs"]
+    seg = highdicom.seg.segread(report["outputs"]["seg"])
+    assert int(seg.NumberOfFrames) == 1 and not seg.pixel_array.any()
+
+
+def test_missing_dicom_extra_is_one_line_exit_4(study, tmp_path):
+    import subprocess
+    import sys
+    root, _a, _b = study
+    code = ("import sys; sys.modules['pydicom'] = None; "
+            "from edge_runtime.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, "run", str(root), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=False)
+    assert proc.returncode == 4
+    assert "pip install 'edge-seg[dicom]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

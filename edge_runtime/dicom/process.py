@@ -169,7 +169,7 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
         "ordering_short": ("ordered by position" if series.ordering.startswith("position")
                            else "ordered by InstanceNumber"),
         "notes": list(series.notes), "failed_slices": [], "outputs": {},
-        "consistency": {"rule": consistency, "components_or_slices_dropped": 0},
+        "consistency": {"rule": consistency, "slices_changed": 0},
         "bundle": {"name": segmenter.bundle.name, "sha256": segmenter.bundle.sha256},
         "edge_seg_version": __version__, "disclaimer": NOT_A_DEVICE,
     }
@@ -196,7 +196,7 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
         mask = apply_rule(consistency, result.mask, nbrs)
         findings = dict(result.findings)
         if mask.sum() != result.mask.sum():
-            report["consistency"]["components_or_slices_dropped"] += 1
+            report["consistency"]["slices_changed"] += 1
             findings.update(mask_findings(mask, result.prob, scan.spacing_mm))
             findings["consistency_rule"] = consistency
         sl = series.slices[j]
