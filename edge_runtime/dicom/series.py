@@ -27,6 +27,8 @@ from edge_runtime.dicom import geometry
 from edge_runtime.dicom._deps import need
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+PIXEL_DATA = 0x7FE00010
+DEFER_BYTES = 64 * 1024
 ENHANCED_MR_CLASS = "1.2.840.10008.5.1.4.1.1.4.1"
 NOT_IMAGES = {"SR": "a structured report", "PR": "a presentation state",
               "KO": "a key object selection", "SEG": "a segmentation",
@@ -128,7 +130,18 @@ def _functional(ds, frame_groups, seq_name):
     return None
 
 
-def _pixel_problem(ds):
+def _pixel_bytes(ds, file_size):
+    """Bytes of pixel data present: from the element's declared length and where its value
+    starts when the value was not read (``read_header`` defers large values), else its
+    length."""
+    elem = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    tell, length = getattr(elem, "value_tell", None), getattr(elem, "length", None)
+    if getattr(elem, "value", b"") is None and tell is not None and length is not None:
+        return max(0, min(length, file_size - tell))
+    return len(ds.PixelData)
+
+
+def _pixel_problem(ds, file_size):
     """A one-line problem with the pixel data of an image (None when it looks complete)."""
     if "PixelData" not in ds:
         return "MR image without pixel data (or truncated before it)"
@@ -138,7 +151,7 @@ def _pixel_problem(ds):
     frames = _int(ds.get("NumberOfFrames", 1)) or 1
     expected = (_int(ds.get("Rows")) or 0) * (_int(ds.get("Columns")) or 0) * frames * \
         (_int(ds.get("SamplesPerPixel", 1)) or 1) * ((_int(ds.get("BitsAllocated")) or 8) // 8)
-    got = len(ds.PixelData)
+    got = _pixel_bytes(ds, file_size)
     if got < expected:
         return f"truncated: {got} bytes of pixel data where {expected} are expected"
     return None
@@ -214,8 +227,8 @@ def read_header(path):
     forced = head[128:132] != b"DICM"
     if forced and Path(path).suffix.lower() not in (".dcm", ".dicom"):
         return None, "not a DICOM file", None
-    try:
-        ds = pydicom.dcmread(path, force=forced)
+    try:   # large values (the pixel data) are not read: decoded later, one frame at a time
+        ds = pydicom.dcmread(path, force=forced, defer_size=DEFER_BYTES)
     except Exception as exc:  # noqa: BLE001 - any parse failure names the file
         msg = " ".join(str(exc).split())[:200]
         return None, None, f"cannot read DICOM ({msg or type(exc).__name__})"
@@ -224,7 +237,7 @@ def read_header(path):
     return ds, None, None
 
 
-def classify(ds):
+def classify(ds, file_size=0):
     """-> None for an MR image, else (kind, reason) with kind "skipped" or "failed"."""
     sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
     if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
@@ -236,7 +249,7 @@ def classify(ds):
         return "skipped", f"not an image (no pixel data; modality {modality or 'unknown'})"
     if modality != "MR":
         return "skipped", f"not MR (modality {modality or 'unknown'})"
-    problem = _pixel_problem(ds)
+    problem = _pixel_problem(ds, file_size)
     if problem:
         return "failed", problem
     return None
@@ -255,7 +268,11 @@ def scan_tree(root, log=None):
         if problem:
             failed.append((path, problem))
             continue
-        verdict = classify(ds)
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        verdict = classify(ds, size)
         if verdict and verdict[1].startswith("not MR"):
             key = str(ds.get("SeriesInstanceUID", path))
             other.setdefault(key, [path, verdict[1], 0])[2] += 1
