@@ -7,8 +7,6 @@ a 2-D model. ``RULES`` names the rules measured by ``python -m bench.series_cons
 unless told otherwise. A slice without neighbours (a one-slice series) keeps its mask.
 """
 
-import numpy as np
-
 RULES = {
     "off": "every slice keeps its own mask",
     "overlap": "a component is kept only if it overlaps the mask of a neighbouring slice",
@@ -31,6 +29,8 @@ def check_rule(rule):
 def apply_rule(rule, mask, neighbours):
     """``mask`` (bool 2-D) of one slice and the masks of its neighbouring slices (a list of
     0 to 2 bool arrays of the same shape; the masks before any rule) -> the kept mask."""
+    import numpy as np
+
     from edge_runtime.postprocess import label_components
     check_rule(rule)
     mask = np.asarray(mask, dtype=bool)
