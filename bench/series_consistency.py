@@ -20,8 +20,6 @@ Writes ``series_consistency.md`` and ``.json`` into ``--out`` (default bench/res
 
 import sys
 
-import numpy as np
-
 from bench.samples import make_parser, run_measurement
 
 

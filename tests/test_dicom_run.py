@@ -98,7 +98,7 @@ def test_two_series_study_gives_two_answers_and_segs(study, tmp_path):
 
 
 def test_enhanced_series_seg_references_its_frames(study, tmp_path):
-    root, _a, (enhanced_file,) = study
+    root, _a, _b = study
     out = tmp_path / "out"
     assert run(root / "SER2", "--out", out).exit_code == EXIT_OK
     (report,) = [json.loads(p.read_text()) for p in out.glob("*_series.json")]

@@ -307,13 +307,25 @@ class Node:
     # ------------------------------------------------------------------ running
     def _ae(self):
         pynetdicom = need("pynetdicom")
-        from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
-                                 ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000,
-                                 JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit,
-                                 JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
-                                 RLELossless)
-        from pynetdicom.sop_class import (EnhancedMRImageStorage, MRImageStorage,
-                                          Verification)
+        from pydicom.uid import (
+            JPEG2000,
+            DeflatedExplicitVRLittleEndian,
+            ExplicitVRBigEndian,
+            ExplicitVRLittleEndian,
+            ImplicitVRLittleEndian,
+            JPEG2000Lossless,
+            JPEGBaseline8Bit,
+            JPEGExtended12Bit,
+            JPEGLosslessSV1,
+            JPEGLSLossless,
+            JPEGLSNearLossless,
+            RLELossless,
+        )
+        from pynetdicom.sop_class import (
+            EnhancedMRImageStorage,
+            MRImageStorage,
+            Verification,
+        )
         syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
                     DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit,
                     JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless,

@@ -152,8 +152,12 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
     cannot be written (then no series file is left half-written).
     """
     from edge_runtime.dicom.pixels import load_slice
-    from edge_runtime.outputs import (atomic_write_many, json_bytes, png_bytes,
-                                      write_outputs)
+    from edge_runtime.outputs import (
+        atomic_write_many,
+        json_bytes,
+        png_bytes,
+        write_outputs,
+    )
     from edge_runtime.postprocess import findings as mask_findings
     check_rule(consistency)
     log = log or (lambda _line: None)

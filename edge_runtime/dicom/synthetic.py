@@ -49,7 +49,7 @@ def _base_dataset(sop_class, sop_uid, study_uid, series_uid, frame_uid, series_n
                   description, patient_id, modality):
     pydicom = need("pydicom")
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -77,8 +77,12 @@ def _base_dataset(sop_class, sop_uid, study_uid, series_uid, frame_uid, series_n
 
 def _set_pixels(ds, arr, compression):
     from pydicom import encaps
-    from pydicom.uid import (JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless,
-                             RLELossless)
+    from pydicom.uid import (
+        JPEG2000Lossless,
+        JPEGBaseline8Bit,
+        JPEGLSLossless,
+        RLELossless,
+    )
     if compression not in COMPRESSIONS:
         raise ValueError(f"unknown compression {compression!r}; allowed: "
                          f"{', '.join(COMPRESSIONS)}")
