@@ -208,3 +208,22 @@ def test_listen_port_in_use_is_one_line(tmp_path):
         port = s.getsockname()[1]
         res = listen_cli("--folder", tmp_path / "n", "--allow", "A", "--port", port)
     assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
+
+
+def test_model_that_cannot_load_is_logged_once_and_the_node_lives(tmp_path, series_files):
+    def broken():
+        raise RuntimeError("no interpreter")
+    log = Logged()
+    node = make_node(tmp_path / "n", broken, log)
+    try:
+        assoc = client(node)
+        assert assoc.send_c_store(pydicom.dcmread(series_files[0])).Status == 0
+        assert log.wait_for("cannot load the model (no interpreter)")
+        time.sleep(1.0)
+        assert assoc.send_c_echo().Status == 0
+        assoc.release()
+    finally:
+        node.stop()
+    assert sum("cannot load the model" in line for line in log) == 1
+    state = json.loads((tmp_path / "n" / "state.json").read_text())
+    assert [s["status"] for s in state["series"].values()] == ["receiving"]  # kept for later

@@ -114,6 +114,9 @@ def run_series_trees(trees, segmenter, out_dir, echo, err, as_json=False,
             if os.path.realpath(path) not in handled:
                 err(f"skipped: {path}: {reason}")
         failures.extend((str(p), problem) for p, problem in failed)
+        if as_json:
+            for p, problem in failed:
+                echo(json.dumps({"source": str(p), "error": problem}))
         if not series_list:
             failures.append((str(tree), "no MR image series found in this folder"))
             continue

@@ -38,6 +38,7 @@ STATUS_OK = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_NOT_MR = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC210
+MODEL_RETRY_S = 60
 
 
 def parse_destination(text):
@@ -217,7 +218,7 @@ class Node:
                     and self.state["series"].get(uid, {}).get("status") == "receiving"]
 
     def _work(self):
-        segmenter = None
+        segmenter, retry_at = None, 0.0
         for uid, s in list(self.state["series"].items()):      # SEGs not sent before
             if s.get("status") == "done" and self.cfg.send_to and s.get("seg") and \
                     not s.get("sent"):
@@ -225,10 +226,14 @@ class Node:
         while not self.stopping.is_set():
             for uid in self._due():
                 if segmenter is None:
+                    if time.monotonic() < retry_at:
+                        break
                     try:
                         segmenter = self.make_segmenter()
-                    except Exception as exc:  # noqa: BLE001 - logged; retried next series
-                        self.log(f"cannot load the model: {exc}")
+                    except Exception as exc:  # noqa: BLE001 - logged; tried again in a minute
+                        self.log(f"cannot load the model ({exc}); trying again in "
+                                 f"{MODEL_RETRY_S} s")
+                        retry_at = time.monotonic() + MODEL_RETRY_S
                         break
                 self._process(uid, segmenter)
             self.stopping.wait(self.cfg.poll_s)
