@@ -67,7 +67,10 @@ def orthanc(tmp_path):
            "IndexDirectory": str(tmp_path / "orthanc-db"), "HttpPort": http_port,
            "DicomPort": dicom_port, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
            "AuthenticationEnabled": False, "Plugins": [], "DicomCheckCalledAet": False,
-           "DicomAlwaysAllowStore": True, "HttpCompressionEnabled": False,
+           # Orthanc 1.10 has no bind address for DICOM: it accepts only the node, by AE
+           # title and address (its HTTP API answers localhost only)
+           "DicomAlwaysAllowStore": False, "DicomCheckModalityHost": True,
+           "HttpCompressionEnabled": False,
            "DicomModalities": {"edgeseg": ["EDGESEG", "127.0.0.1", node_port]}}
     (tmp_path / "orthanc.json").write_text(json.dumps(cfg))
     log = open(tmp_path / "orthanc.log", "w")
