@@ -95,7 +95,8 @@ def summary_line(report):
     seg = r["outputs"].get("seg")
     tail = f" -> {seg}" if seg else f" (no SEG: {r['seg_refused']})" if r.get("seg_refused") \
         else ""
-    return f"{head}: {body}{tail}"
+    took = f" [{r['timing_s']:.1f} s]" if r.get("timing_s") is not None else ""
+    return f"{head}: {body}{tail}{took}"
 
 
 class _NoEmptyFrameWarning(logging.Filter):
