@@ -216,3 +216,13 @@ def test_missing_dicom_extra_is_one_line_exit_4(study, tmp_path):
     assert proc.returncode == 4
     assert "pip install 'edge-seg[dicom]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_no_pixel_spacing_refuses_sizes_in_mm(tmp_path):
+    write_series(tmp_path / "NOPS", example_stack(EXAMPLES, 4), pixel_spacing=None)
+    res = run(tmp_path / "NOPS", "--out", tmp_path / "o")
+    assert res.exit_code == EXIT_OK, res.stderr
+    assert "no volume: no PixelSpacing" in res.stdout and "no sizes in mm" in res.stdout
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "o").glob("*_series.json")]
+    assert report["volume_ml"] is None and report["largest_cross_section_mm2"] is None
+    assert report["slices_with_tumour"]

@@ -89,9 +89,11 @@ def summary_line(report):
         vol = (f"volume {r['volume_ml']:.2f} mL (slice spacing {sp['spacing_mm']:.2f} mm from "
                f"{sp['method']})" if r["volume_ml"] is not None
                else f"no volume: {r['volume_refused']}")
-        body = (f"tumour on {len(r['slices_with_tumour'])} slice(s), {vol}, largest "
-                f"cross-section {r['largest_cross_section_mm2']:.1f} mm², longest in-plane "
-                f"diameter {r['longest_diameter_mm']:.1f} mm")
+        size = (f"largest cross-section {r['largest_cross_section_mm2']:.1f} mm², longest "
+                f"in-plane diameter {r['longest_diameter_mm']:.1f} mm"
+                if r["largest_cross_section_mm2"] is not None
+                else "no sizes in mm (no PixelSpacing)")
+        body = f"tumour on {len(r['slices_with_tumour'])} slice(s), {vol}, {size}"
     seg = r["outputs"].get("seg")
     tail = f" -> {seg}" if seg else f" (no SEG: {r['seg_refused']})" if r.get("seg_refused") \
         else ""
@@ -258,10 +260,12 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
         "slices_with_tumour": [i + 1 for i in sorted(packed)],
         "volume_ml": None if size["volume_ml"] is None else round(size["volume_ml"], 3),
         "volume_refused": spacing["problem"] if size["volume_ml"] is None else None,
-        "largest_cross_section_mm2": round(size["largest_cross_section_mm2"], 2),
+        "largest_cross_section_mm2": (round(size["largest_cross_section_mm2"], 2)
+                                      if pixel_spacing else None),
         "largest_cross_section_slice": (None if size["largest_cross_section_slice"] is None
                                         else size["largest_cross_section_slice"] + 1),
-        "longest_diameter_mm": round(size["longest_diameter_mm"], 2),
+        "longest_diameter_mm": (round(size["longest_diameter_mm"], 2)
+                                if pixel_spacing else None),
         "longest_diameter_slice": (None if size["longest_diameter_slice"] is None
                                    else size["longest_diameter_slice"] + 1),
         "per_slice": per_slice,

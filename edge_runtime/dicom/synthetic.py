@@ -187,7 +187,8 @@ def write_series(out_dir, images, *, study_uid=None, series_uid=None, series_num
         common(ds)
         ds.InstanceNumber = k + 1
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-        ds.PixelSpacing = [float(v) for v in pixel_spacing]
+        if pixel_spacing is not None:
+            ds.PixelSpacing = [float(v) for v in pixel_spacing]
         ds.SliceThickness = float(slice_spacing)
         if positions:
             ds.ImagePositionPatient = [float(v) for v in p]
