@@ -226,3 +226,12 @@ def test_no_pixel_spacing_refuses_sizes_in_mm(tmp_path):
     (report,) = [json.loads(p.read_text()) for p in (tmp_path / "o").glob("*_series.json")]
     assert report["volume_ml"] is None and report["largest_cross_section_mm2"] is None
     assert report["slices_with_tumour"]
+
+
+def test_instance_number_order_is_said_and_gaps_refuse_the_volume(tmp_path):
+    files = write_series(tmp_path / "NOPOS", example_stack(EXAMPLES, 5), positions=False)
+    files[2].unlink()
+    res = run(tmp_path / "NOPOS", "--out", tmp_path / "o")
+    assert res.exit_code == EXIT_OK, res.stderr
+    assert "ordered by InstanceNumber" in res.stdout
+    assert "no volume: InstanceNumbers have gaps" in res.stdout
