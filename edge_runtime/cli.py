@@ -23,6 +23,8 @@ COMMANDS = {
     "serve": ("edge_runtime.commands.serve:serve",
               "A browser page for clinic staff: drop in scans, see the result "
               "(needs edge-seg[serve]).", None),
+    "listen": ("edge_runtime.commands.listen:listen",
+               "DICOM node: segment each MR series received (needs edge-seg[dicom]).", None),
     "train": ("edge_seg.train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
     "convert": ("edge_seg.convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "

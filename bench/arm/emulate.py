@@ -85,6 +85,18 @@ INTERPRETERS = {
         "package": "tflite-runtime",
     },
 }
+# ``--dicom``: the litert device install plus the ``dicom`` extra (``pip install
+# 'edge_seg-*.whl[dicom]'``), in a venv of its own; a synthetic JPEG 2000 MR series goes
+# through ``edge-seg run SERIES/`` there and on x86 (docs/DICOM.md).
+DICOM_VENV = {
+    "requirements": INTERPRETERS["litert"]["requirements"] + (
+        "pydicom>=3.0", "highdicom>=0.22", "pynetdicom>=2.0", "pylibjpeg>=2.0",
+        "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.1", "pylibjpeg-rle>=2.0"),
+    "edge_seg_deps": True,
+    "extra": "dicom",
+    "package": "ai-edge-litert",
+}
+VENVS = {**INTERPRETERS, "dicom": DICOM_VENV}
 
 CPUINFO_ONE = """processor\t: {n}
 BogoMIPS\t: 108.00
@@ -161,6 +173,9 @@ def build_parser():
                         "(default: the committed bench/paper_kit; its paper-size references "
                         "are left out: too slow to emulate)")
     p.add_argument("--no-kit", action="store_true", help="skip the kit suite under emulation")
+    p.add_argument("--dicom", action="store_true",
+                   help="also install the dicom extra (its own venv) and run a synthetic "
+                        "JPEG 2000 MR series through edge-seg run on both sides")
     p.add_argument("--refresh", action="store_true",
                    help="rebuild the sysroot and venvs and download the wheels again")
     return p
@@ -514,8 +529,8 @@ def pip_download(dest, requirements):
 
 
 def download_wheels(cache, name, refresh=False):
-    """-> folder of aarch64 cp311 wheels for interpreter ``name`` (cached)."""
-    reqs = INTERPRETERS[name]["requirements"]
+    """-> folder of aarch64 cp311 wheels for venv ``name`` (``VENVS``; cached)."""
+    reqs = VENVS[name]["requirements"]
     folder = cache / f"wheels-{name}"
     key = f"recipe{RECIPE}:{PYTHON}:{','.join(WHEEL_PLATFORMS)}:{','.join(reqs)}"
     stamp = folder / ".edge-seg-arm.json"
@@ -624,7 +639,7 @@ class ArmVenv:
         pull ai-edge-litert). Warm: only edge-seg is reinstalled (forced: the version string
         does not change between commits).
         """
-        spec = INTERPRETERS[self.name]
+        spec = VENVS[self.name]
         key = (f"recipe{RECIPE}:" + ",".join(sorted(p.name for p in wheels.glob("*.whl")))
                + ":" + ";".join(wheel_requirements(edge_wheel)))
         stamp = self.path / ".edge-seg-arm.json"
@@ -644,7 +659,8 @@ class ArmVenv:
             raise ArmError(f"venv {self.name}: no copied bin/python{PYTHON}")
         self.write_wrapper()
         if spec["edge_seg_deps"]:
-            self.pip("install", "--no-index", "--find-links", wheels, str(edge_wheel),
+            target = f"{edge_wheel}[{spec['extra']}]" if spec.get("extra") else str(edge_wheel)
+            self.pip("install", "--no-index", "--find-links", wheels, target,
                      what=f"pip install edge-seg with its dependencies (aarch64, {self.name})")
         else:
             self.pip("install", "--no-index", "--find-links", wheels, *spec["requirements"],
@@ -883,6 +899,8 @@ def execute(args):
             if proc.returncode != 0 or problems:
                 failures.append(f"{name}: edge-seg bench KIT --suite paper failed (exit "
                                 f"{proc.returncode}): {'; '.join(problems) or _tail(proc.stderr)}")
+    if args.dicom:
+        failures += dicom_stage(args, sysroot, wheel, report, lap)
 
     timings["total"] = round(time.monotonic() - t_start, 1)
     cpu["total"] = round(sum(cpu.values()), 1)
@@ -895,6 +913,62 @@ def execute(args):
     if failures:
         raise Mismatch("; ".join(failures))
     return report
+
+
+def _series_reports(stdout):
+    return [r for r in _findings(stdout) if "series_instance_uid" in r]
+
+
+def dicom_stage(args, sysroot, wheel, report, lap):
+    """``--dicom``: the dicom extra on aarch64 -> list of failures (report["dicom"] filled).
+
+    A 4-slice synthetic MR series (JPEG 2000 lossless: a compiled decoder must work) goes
+    through ``edge-seg run SERIES/ --json`` on x86 (this host's environment) and on aarch64;
+    the per-slice masks are compared as the scans' are, the series volume and SEG too."""
+    if str(repo_root()) not in sys.path:      # this checkout's edge_runtime, as host_edge_seg
+        sys.path.insert(0, str(repo_root()))
+    from edge_runtime.dicom.synthetic import example_stack, write_series
+    t0 = time.monotonic()
+    wheels, fetched = download_wheels(args.cache, "dicom", args.refresh)
+    lap("wheels dicom" + (" (downloaded)" if fetched else " (cached)"), t0)
+    series_dir = args.out / "dicom-series" / "SERIES"
+    write_series(series_dir, example_stack(repo_root() / "examples", 4), compression="jpeg2000")
+    run_args = ["run", str(series_dir), "--bundle", str(args.bundle), "--threads", "1", "--json"]
+    ref_dir, arm_dir = args.out / "x86-dicom", args.out / "aarch64-dicom"
+    t0 = time.monotonic()
+    ref = host_edge_seg(*run_args, "--out", str(ref_dir), what="edge-seg run SERIES (x86)",
+                        check=False)
+    lap("x86 run dicom", t0)
+    venv = ArmVenv(args.cache, sysroot, "dicom")
+    t0 = time.monotonic()
+    made = venv.create(wheels, wheel, args.refresh)
+    lap("install dicom" + (" (new venv)" if made else " (cached venv)"), t0)
+    t0 = time.monotonic()
+    arm = venv.edge_seg(*run_args, "--out", str(arm_dir), env_extra={
+        "EDGE_SEG_INTERPRETER": "litert"}, check=False, what="edge-seg run SERIES (aarch64)")
+    lap("aarch64 run dicom", t0)
+    rows = compare_runs(ref_dir, arm_dir, args.tolerance)
+    ref_series, arm_series = _series_reports(ref.stdout), _series_reports(arm.stdout)
+    result = report["dicom"] = {
+        "wheels": sorted(p.name for p in wheels.glob("*.whl")), "masks": rows,
+        "exit": {"x86": ref.returncode, "aarch64": arm.returncode},
+        "volume_ml": {"x86": [r.get("volume_ml") for r in ref_series],
+                      "aarch64": [r.get("volume_ml") for r in arm_series]},
+        "seg": {"x86": [bool(r.get("outputs", {}).get("seg")) for r in ref_series],
+                "aarch64": [bool(r.get("outputs", {}).get("seg")) for r in arm_series]}}
+    failures = []
+    if arm.returncode != 0 or ref.returncode != 0:
+        failures.append(f"dicom: edge-seg run SERIES exit x86 {ref.returncode}, aarch64 "
+                        f"{arm.returncode}: {_tail(arm.stderr)}")
+    if not rows_ok(rows):
+        failures.append("dicom: per-slice masks differ from x86")
+    if len(arm_series) != 1 or result["seg"]["aarch64"] != [True]:
+        failures.append("dicom: aarch64 gave no series report with a SEG")
+    else:
+        a, b = result["volume_ml"]["x86"][0], result["volume_ml"]["aarch64"][0]
+        if a is None or b is None or abs(a - b) > 0.01 * max(abs(a), 1e-6):
+            failures.append(f"dicom: volume x86 {a} mL, aarch64 {b} mL")
+    return failures
 
 
 def print_report(report):
@@ -922,6 +996,13 @@ def print_report(report):
             print(f"  kit suite: exit {kit.get('exit')}, {kit.get('measured')} measured, "
                   f"{kit.get('missing')} missing of {kit.get('rows')} rows; host "
                   f"{kit.get('arch')} {kit.get('cpu')}, ISA {', '.join(kit.get('isa') or [])}")
+    if report.get("dicom"):
+        d = report["dicom"]
+        print(f"aarch64 dicom extra: edge-seg run SERIES exit {d['exit']['aarch64']} "
+              f"(x86 {d['exit']['x86']}), volume mL aarch64 {d['volume_ml']['aarch64']} "
+              f"vs x86 {d['volume_ml']['x86']}, SEG written {d['seg']['aarch64']}")
+        for row in d["masks"]:
+            print(format_row(row))
     print("wall s: " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
     print("cpu s:  " + ", ".join(f"{k} {v}" for k, v in report["cpu_s"].items()))
 

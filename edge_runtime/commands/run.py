@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.commands.options import postprocess_overrides
+from edge_runtime.dicom.options import META_KEY as SERIES_META, series_consistency_option
 from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EdgeSegError, InputImageError
 
 DEFAULT_OUT = "edge-seg-out"
@@ -105,11 +106,14 @@ def _process(segmenter, path, stem, out_dir, protected):
 @click.option("--input-size", type=click.IntRange(min=8), default=None,
               help="Bare .tflite only: model input size (default: read from the model).")
 @postprocess_overrides
+@series_consistency_option  # DICOM series hook (edge_runtime.dicom), see below
 @click.pass_context
 def run(ctx, paths, out_dir, bundle_path, threads, as_json, input_size, threshold,
         min_area_fraction, min_peak_probability):
     """Segment scans: PATHS are image files (PNG, JPEG, BMP, TIFF, WebP), DICOM files
     (needs the 'dicom' extra) or folders of them (not recursive; hidden files skipped).
+    A folder holding DICOM is read as series (recursively): one answer per MR series, with
+    a volume, a montage and a DICOM SEG (docs/DICOM.md).
 
     Writes a 0/255 mask, an overlay and a findings JSON per scan into --out. The batch goes
     on past bad files and ends with "N done, M failed" on stderr.
@@ -126,7 +130,12 @@ def run(ctx, paths, out_dir, bundle_path, threads, as_json, input_size, threshol
         ctx.exit(exc.exit_code)
 
     files, failures = expand_inputs(paths)
-    if not files and not failures:
+    # >>> DICOM series hook (issue 24): folders holding DICOM are read as series trees by
+    # edge_runtime.dicom.batch; their DICOM files leave the per-file list.
+    from edge_runtime.dicom.batch import split_inputs
+    files, series_trees = split_inputs(paths, files)
+    # <<< DICOM series hook
+    if not files and not failures and not series_trees:
         fail(EdgeSegError("no input files found in " + ", ".join(str(p) for p in paths)))
     try:
         bundle = load_bundle(bundle_path, input_size=input_size, threshold=threshold,
@@ -147,6 +156,19 @@ def run(ctx, paths, out_dir, bundle_path, threads, as_json, input_size, threshol
     stems = output_stems(files)
     protected = [str(f) for f in files]
     done, lines = 0, []
+    # >>> DICOM series hook (issue 24): one summary (or JSON) line per series.
+    if series_trees:
+        from edge_runtime.dicom.batch import run_series_trees
+        try:
+            n_series, series_failures = run_series_trees(
+                series_trees, segmenter, out_dir, click.echo,
+                lambda line: click.echo(line, err=True), as_json=as_json,
+                consistency=ctx.meta.get(SERIES_META), per_file=files)
+        except EdgeSegError as exc:
+            fail(exc)
+        done += n_series
+        failures.extend(series_failures)
+    # <<< DICOM series hook
     show_bar = len(files) > 1 and sys.stderr.isatty()
     bar = (click.progressbar(files, label="Segmenting", file=sys.stderr, show_pos=True)
            if show_bar else contextlib.nullcontext(files))
