@@ -92,12 +92,32 @@ def test_headline_numbers_are_the_committed_results():
         assert _row(results, f"| {r['threads']} | {r['edge_ms_p50']:.1f} | "
                              f"{r['paper_ms_p50']:.1f} | {r['speedup']:.1f}× |")
 
-    for name, c in summary["by_class"].items():
-        row = _row(results, f"| {name} | {c['n']} |")
-        assert row.startswith(f"| {name} | {c['n']} | {c['dice_mean']:.3f} (")
-        assert f"| {c['miou_2class_pooled']:.3f} (" in row
-        assert f"| {c['missed_scans']} (" in row
-    row = _row(results, "| all with a tumour |")
-    assert row.startswith(f"| all with a tumour | {summary['tumour']['n']} | "
-                          f"{summary['dice_mean']:.3f} (")
-    assert f"| {summary['tumour']['missed_scans']} (" in row
+    # The per-source table quotes bench/results/per_source.json, made from the shipped bundle.
+    per_source = json.loads((ROOT / "bench" / "results" / "per_source.json").read_text())
+    assert per_source["bundle"]["sha256"] == manifest_sha(bundle)
+    by_source = per_source["by_source"]
+    for source, label in (("figshare", "| figshare: "), ("brisc", "| BRISC: ")):
+        v = by_source[source]
+        t, c = v["tumour"], v["by_class"]
+        lo, hi = v["by_patient"]["bootstrap"]["dice_mean_ci95"]
+        row = _row(results, label)
+        assert (f"| {t['n']} | {t['dice_mean']:.3f} ({lo:.3f}–{hi:.3f}) | "
+                f"{c['glioma']['dice_mean']:.3f} | {c['meningioma']['dice_mean']:.3f} | "
+                f"{c['pituitary']['dice_mean']:.3f} | {t['missed_scans']} |") in row, row
+    for source, label in (("notumor", "| notumor "), ("brisc_notumor", "| brisc_notumor: ")):
+        f = by_source[source]["tumour_free"]
+        lo, hi = f["fp_scan_rate_ci95"]
+        row = _row(results, label)
+        assert (f"**{100 * f['fp_scan_rate']:.1f} %** ({f['fp_scans']} of {f['n']}, "
+                f"{100 * lo:.1f}–{100 * hi:.1f} %)") in row, row
+
+
+def manifest_sha(bundle):
+    """sha256 of the model inside a bundle, as its manifest records it."""
+    import json
+    with zipfile.ZipFile(bundle) as z:
+        return json.loads(z.read("manifest.json"))["model_sha256"]
+
+
+def test_readme_is_a_users_readme():
+    assert len(README.splitlines()) <= 150, "README: at most 150 lines; details go to docs/"
