@@ -663,6 +663,24 @@ def test_a_zipped_dicom_study_is_segmented_series_by_series(dicom_server, segmen
     assert "series 3: tumour, " in client.get("/results").text
 
 
+def test_without_the_dicom_extra_dicom_files_get_a_one_line_error_and_pngs_still_work(
+        dicom_server, monkeypatch, tmp_path):
+    import sys
+    pytest.importorskip("pydicom")
+    from test_imageio import write_dicom
+    dcm = write_dicom(tmp_path / "IM1.dcm", np.zeros((64, 64), np.uint16)).read_bytes()
+    monkeypatch.setitem(sys.modules, "pydicom", None)        # as if it were not installed
+    url, data = dicom_server
+    client = Client(url)
+    job = upload_and_wait(client, [("IM1.dcm", dcm), ("glioma_718.png", GLIOMA.read_bytes())])
+    page = client.get(job).text
+    assert re.findall(r'<li class="error" role="alert">([^<]*)</li>', page) == [
+        "IM1.dcm: DICOM series need pydicom, which is not installed; install the extra with: "
+        "pip install &#x27;edge-seg[dicom]&#x27;"]
+    assert "Tumour found" in page and '<section class="series"' not in page
+    assert list((data / "jobs" / job.rsplit("/", 1)[1] / "uploads").iterdir()) == []
+
+
 def test_without_the_serve_extra_the_command_says_how_to_install_it(monkeypatch, tmp_path):
     from click.testing import CliRunner
 

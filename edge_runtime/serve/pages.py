@@ -105,8 +105,10 @@ def upload_page(ctx, recent, error=None):
         recent_html = "<h2>Recent results</h2>" + results_table(recent[:5], csrf=None) + \
             '<p><a href="/results">All past results</a></p>'
     body = f"""<h1>Segment a scan</h1>
-<p class="lead">Drop one or more brain MRI slices. Each is outlined by the model; the result
-shows where it sees tumour, how large it is, and files to keep.</p>
+<p class="lead">Drop one or more brain MRI slices, or a DICOM series (a folder, a .zip or its
+.dcm files). Each slice is outlined by the model; the result shows where it sees tumour, how
+large it is, and files to keep. A DICOM series is read in slice order and also gets its
+tumour volume and a DICOM Segmentation.</p>
 {upload_form(ctx["csrf"], ctx["limits"], error)}
 {recent_html}"""
     return layout("New scan", body, ctx)
@@ -194,15 +196,17 @@ result later under Past results.</p>
 </section>"""
 
 
-def _scan_section(base, label, findings, current, download_stem):
+def _scan_section(base, label, findings, current, download_stem, position=""):
     """One image of the viewer: the stacked layers, the findings in words, the downloads.
-    ``base``: the URL its files hang under; ``label``: what it is (file name, slice)."""
+    ``base``: the URL its files hang under; ``label``: what it is (file name, slice);
+    ``position``: what the scroller says on it ("Slice 3 of 7"; default "<unit> k of n")."""
     headline, rows = findings_in_words(findings)
     found = "found" if findings.get("tumour_found") else "clear"
     lazy = "" if current else ' loading="lazy"'    # a long series loads as it is scrolled
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(text)}</dd>" for k, text in rows)
     d = _e(download_stem)
-    return f"""<section class="scan{' current' if current else ''}" aria-label="{_e(label)}">
+    pos = f' data-position="{_e(position)}"' if position else ""
+    return f"""<section class="scan{' current' if current else ''}" aria-label="{_e(label)}"{pos}>
 <div class="viewer">
 <div class="stack"><img class="base" src="{base}/view.png" alt="{_e(label)}: the scan"{lazy}>
 <img class="layer" src="{base}/layer.png" alt="tumour outline"{lazy}></div>
@@ -225,15 +229,17 @@ def _stem(name):
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:80] or "scan"
 
 
-def _scroller(count, unit, key=None):
+def _scroller(count, unit, key=None, first=None):
     """The slider over a group's images (needs app.js). ``key`` None: the scans' scroller,
-    with the ids it has always had; else ids suffixed with ``key``."""
+    with the ids it has always had; else ids suffixed with ``key``. ``first``: the label
+    of the first image (default "<unit> 1 of <count>")."""
     sfx = "" if key is None else f"-{key}"
+    first = first or f"{unit} 1 of {count}"
     return f"""<div class="controls scroller" id="scroller{sfx}" data-unit="{_e(unit)}">
 <button type="button" class="prev" id="prev{sfx}" aria-label="previous {unit.lower()}">‹</button>
 <input type="range" class="slice" id="slice{sfx}" min="1" max="{count}" value="1" aria-label="{unit.lower()}">
 <button type="button" class="next" id="next{sfx}" aria-label="next {unit.lower()}">›</button>
-<span class="slice-label" id="slice-label{sfx}">{unit} 1 of {count}</span></div>"""
+<span class="slice-label" id="slice-label{sfx}">{_e(first)}</span></div>"""
 
 
 def _ranges(numbers):
@@ -292,7 +298,7 @@ def _series_section(job_id, k, record, findings):
     order = f", {r['ordering_short']}" if r.get("ordering_short") else ""
     meta = (f'<p class="file">{_e(title)} · {n} slice{"s" if n != 1 else ""}{_e(order)}</p>'
             f'<p class="uid">{_e(record.get("series_uid") or "")}</p>')
-    lines = [f"slice that could not be read: {x}" for x in r.get("failed_slices") or []]
+    lines = [f"could not be read: {x}" for x in r.get("failed_slices") or []]
     lines += [f"note: {x}" for x in record.get("notes") or []]
     if r.get("seg_refused"):
         lines.append(f"no DICOM SEG: {r['seg_refused']}")
@@ -300,7 +306,8 @@ def _series_section(job_id, k, record, findings):
              "</ul>") if lines else ""
     if record.get("state") != "ok":
         card = (f'<div class="findings series-card failed">{meta}<h2 class="headline">'
-                f'Series not segmented</h2>{error_line(record.get("error") or "failed")}'
+                f'Series not segmented</h2><p class="error" role="alert">'
+                f'{_e(record.get("error") or "failed")}</p>'
                 f'{notes}</div>')
         return (f'<section class="series" id="series-{k}" aria-label="{_e(title)}">'
                 f'<div class="series-head">{card}</div></section>')
@@ -331,10 +338,12 @@ def _series_section(job_id, k, record, findings):
         sections = "".join(
             _scan_section(f"{base}/slices/{m}",
                           f"Slice {m} of {n} · {names[m - 1] if m <= len(names) else ''}",
-                          findings[(k, m)], i == 0, f"{record.get('stem')}_s{m:03d}")
+                          findings[(k, m)], i == 0, f"{record.get('stem')}_s{m:03d}",
+                          position=f"Slice {m} of {n}")
             for i, m in enumerate(shown))
-        viewer = (f'<div class="group">{_scroller(len(shown), "Slice", k) if len(shown) > 1 else ""}'
-                  f"{sections}</div>")
+        scroller = (_scroller(len(shown), "Slice", k, f"Slice {shown[0]} of {n}")
+                    if len(shown) > 1 else "")
+        viewer = f'<div class="group">{scroller}{sections}</div>'
     return (f'<section class="series" id="series-{k}" aria-label="{_e(title)}">'
             f'<div class="series-head">{card}{montage}</div>{viewer}</section>')
 

@@ -110,8 +110,7 @@ def _series_result(report, names):
             "seg_refused", "timing_s", "consistency")
     out = {k: report.get(k) for k in keys}
     out["files"] = sorted(report.get("outputs", {}))
-    out["failed_slices"] = [f"slice {f['index']}: " + _named(f"{f['source']}: {f['problem']}",
-                                                             names)
+    out["failed_slices"] = [_named(f"slice {f['index']} ({f['source']}): {f['problem']}", names)
                             for f in report.get("failed_slices", [])]
     return out
 

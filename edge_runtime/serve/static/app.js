@@ -142,7 +142,7 @@
           k = Math.max(1, Math.min(scans.length, k));
           slider.value = k;
           for (var i = 0; i < scans.length; i++) { scans[i].classList.toggle("current", i === k - 1); }
-          label.textContent = unit + " " + k + " of " + scans.length;
+          label.textContent = scans[k - 1].getAttribute("data-position") || (unit + " " + k + " of " + scans.length);
           active = g;
         }
       };
