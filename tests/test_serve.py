@@ -547,6 +547,18 @@ def test_dicom_files_one_by_one_are_read_as_a_series_with_their_names(client, tm
     assert f"{f['area_mm2']:,.1f} mm²" in page
 
 
+def test_a_dicom_series_over_max_pixels_is_refused_in_one_line_before_decoding(client,
+                                                                              tmp_path):
+    pytest.importorskip("highdicom", reason="needs the 'dicom' extra")
+    from test_imageio import write_dicom
+    dcm = write_dicom(tmp_path / "BIG.dcm", np.zeros((600, 600), np.uint16)).read_bytes()
+    job = upload_and_wait(client, [("BIG.dcm", dcm)])
+    page = client.get(job).text
+    assert re.findall(r'<p class="error" role="alert">([^<]*)</p>', page) == [
+        "image too large: 600x600 px = 360000 pixels; the limit is 300000"]
+    assert "Series not segmented" in page and "Nothing to show" in page
+
+
 # -- DICOM series ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
