@@ -204,10 +204,10 @@ def run_job(store, job_id, segmenter, max_pixels):
     store.write_job(job)
     uploads, results = store.uploads_dir(job_id), store.results_dir(job_id)
     try:
-        dicom = dicom_uploads(uploads, job["scans"])
+        dicom = set(dicom_uploads(uploads, job["scans"]))
         if dicom:
             try:
-                segment_series(store, job, segmenter, max_pixels, dicom)
+                segment_series(store, job, segmenter, max_pixels, sorted(dicom))
             except MissingExtraError as exc:
                 for i in dicom:
                     scan = job["scans"][i]
