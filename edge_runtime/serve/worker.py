@@ -228,10 +228,10 @@ def run_job(store, job_id, segmenter, max_pixels):
                 log.exception("job %s scan %d", job_id, index)
             job["done"] += 1
             store.write_job(job)
-        job["state"] = "done"
-        store.write_job(job)
     finally:
         store.drop_uploads(job_id)  # the files as uploaded (DICOM headers) are not kept
+    job["state"] = "done"           # only now: "done" means the uploads are gone
+    store.write_job(job)
     return job
 
 
