@@ -521,8 +521,10 @@ def test_cli_serve_help_and_address_in_use(tmp_path):
     assert bad_bundle.exit_code == 3 and "bundle not found" in bad_bundle.output
 
 
-def test_dicom_files_one_by_one_give_mm2_and_the_spacing(client, tmp_path):
-    """No series support on this branch: each .dcm is one scan, as in edge-seg run."""
+def test_dicom_files_one_by_one_are_read_as_a_series_with_their_names(client, tmp_path):
+    """Uploaded DICOM files go through the series reader, whatever their names: three copies
+    of one instance are one series of one slice (read once, said with the uploaded names)."""
+    pytest.importorskip("highdicom", reason="needs the 'dicom' extra")
     from test_imageio import write_dicom
 
     from edge_runtime.imageio import load_scan
@@ -534,12 +536,161 @@ def test_dicom_files_one_by_one_give_mm2_and_the_spacing(client, tmp_path):
         zf.writestr("SERIES/IM0002", dcm)
     job = upload_and_wait(client, [("IM0001.dcm", dcm), ("series.zip", buf.getvalue())])
     page = client.get(job).text
-    assert "Scan 1 of 3" in page and page.count("Tumour found") == 3
+    assert page.count('<section class="series"') == 1 and "Tumour found on 1 of 1 slices" in page
+    assert "note: duplicate instance" in page and "in IM0001 (also in IM0001.dcm): read once" \
+        in page
+    assert "/uploads/" not in page                     # server paths never reach the page
     assert "0.5 × 0.5 mm" in page
-    f = json.loads(client.get(f"{job}/scans/2/findings.json").text)
-    assert f["source"] == "IM0002" and f["spacing_mm"] == [0.5, 0.5]
+    f = json.loads(client.get(f"{job}/series/0/slices/1/findings.json").text)
+    assert f["spacing_mm"] == [0.5, 0.5]
     assert f["area_mm2"] == pytest.approx(f["area_px"] * 0.25, rel=1e-3)
     assert f"{f['area_mm2']:,.1f} mm²" in page
+
+
+def test_a_dicom_series_over_max_pixels_is_refused_in_one_line_before_decoding(client,
+                                                                              tmp_path):
+    pytest.importorskip("highdicom", reason="needs the 'dicom' extra")
+    from test_imageio import write_dicom
+    dcm = write_dicom(tmp_path / "BIG.dcm", np.zeros((600, 600), np.uint16)).read_bytes()
+    job = upload_and_wait(client, [("BIG.dcm", dcm)])
+    page = client.get(job).text
+    assert re.findall(r'<p class="error" role="alert">([^<]*)</p>', page) == [
+        "image too large: 600x600 px = 360000 pixels; the limit is 300000"]
+    assert "Series not segmented" in page and "Nothing to show" in page
+
+
+# -- DICOM series ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dicom_server(segmenter, tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve_dicom") / "data"
+    config = ServeConfig(data, max_upload_bytes=32 * 1024 * 1024, max_files=20, keep_days=30)
+    app = create_app(config, segmenter, model_name="shipped")
+    with ServerThread(app) as url:
+        yield url, data
+
+
+def synthetic_study(folder):
+    """Two MR series of one study (series 3: 4 slices; series 4: 4 slices 4 mm apart with
+    the third left out) and a one-file CT series -> {series number: paths}."""
+    pytest.importorskip("highdicom", reason="needs the 'dicom' extra")
+    from pydicom.uid import generate_uid
+
+    from edge_runtime.dicom.synthetic import example_stack, write_series
+    study = generate_uid()
+    examples = ROOT / "examples"
+    t1 = write_series(folder / "T1", example_stack(examples, 4, which=0), study_uid=study,
+                      series_number=3, description="T1 post-contrast (synthetic)", name="t1")
+    flair = write_series(folder / "FLAIR", example_stack(examples, 4, which=0, seed=1),
+                         study_uid=study, series_number=4, description="FLAIR (synthetic)",
+                         slice_spacing=4.0, name="flair")
+    flair.pop(2).unlink()                            # a missing slice: no volume
+    ct = write_series(folder / "CT", example_stack(examples, 1, which=0, dark_ends=0),
+                      study_uid=study, series_number=5, modality="CT", name="ct")
+    return {3: t1, 4: flair, 5: ct}
+
+
+def test_a_zipped_dicom_study_is_segmented_series_by_series(dicom_server, segmenter, tmp_path):
+    import highdicom
+    import pydicom
+
+    from edge_runtime.dicom.process import process_series
+    from edge_runtime.dicom.series import scan_tree
+    url, data = dicom_server
+    client = Client(url)
+    files = synthetic_study(tmp_path / "study")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for paths in files.values():
+            for path in paths:
+                zf.write(path, f"STUDY/{path.parent.name}/{path.name}")
+        zf.writestr("STUDY/README.txt", b"exported by a scanner\n")
+        zf.writestr("glioma_718.png", GLIOMA.read_bytes())     # a plain scan beside it
+    job = upload_and_wait(client, [("study.zip", buf.getvalue())])
+    job_dir = data / "jobs" / job.rsplit("/", 1)[1]
+    assert list((job_dir / "uploads").iterdir()) == []        # the DICOM headers are gone
+
+    # the same library call as edge-seg run STUDY/
+    direct = {}
+    for series in scan_tree(tmp_path / "study")[0]:
+        direct[series.series_number] = process_series(series, segmenter, tmp_path / "out")
+    assert direct[3]["volume_ml"] is not None and direct[4]["volume_ml"] is None
+
+    page = client.get(job).text
+    assert page.count('<section class="series"') == 2
+    rows = re.findall(r'<section class="series" id="series-(\d)" aria-label="([^"]*)">', page)
+    assert rows == [("0", "Series 3 · T1 post-contrast (synthetic)"),
+                    ("1", "Series 4 · FLAIR (synthetic)")]
+    t1, flair = page.split('id="series-1"')
+    assert "4 slices, ordered by position" in t1 and "3 slices, ordered by position" in flair
+    volume = re.search(r'data-key="volume">([^<]*)<', t1).group(1)
+    assert volume == (f"{direct[3]['volume_ml']:.2f} mL (slice spacing 5.00 mm from "
+                      "position differences)")
+    assert re.search(r'data-key="volume">([^<]*)<', flair).group(1) == \
+        f"not given: {direct[4]['volume_refused']}"
+    assert "1 slice(s) missing" in direct[4]["volume_refused"]
+    assert (f"{direct[3]['largest_cross_section_mm2']:,.1f} mm² (slice "
+            f"{direct[3]['largest_cross_section_slice']})") in t1
+    assert f"{direct[3]['longest_diameter_mm']:,.1f} mm in-plane" in t1
+    # the scroller over the series' slices, in slice order, named by the uploaded files
+    assert 'id="slice-0"' in t1 and 'max="4"' in t1 and "Slice 1 of 4" in t1
+    assert re.findall(r'<p class="file">(Slice \d of 4 · [^<]*)</p>', t1) == [
+        f"Slice {k} of 4 · t1_{k:03d}.dcm" for k in (1, 2, 3, 4)]
+    assert f'src="{job}/series/0/montage.png"' in t1
+    # left out with the reason; the plain scan and the README keep today's behaviour
+    skipped = re.search(r'<div class="skipped" id="skipped">(.*?)</div>', page, re.S).group(1)
+    assert "<li>ct_001.dcm: not MR (modality CT): series of 1 file(s) skipped</li>" in skipped
+    assert re.findall(r'<li class="error" role="alert">([^<]*)</li>', page) == [
+        "README.txt: not an image file (or an unsupported format)"]
+    assert "Scan" in page and "glioma_718.png" in page
+    assert "/uploads/" not in page and str(data) not in page
+
+    # the series JSON is process_series' report: the same numbers
+    report = json.loads(client.get(f"{job}/series/0/series.json").text)
+    for key in ("volume_ml", "largest_cross_section_mm2", "longest_diameter_mm",
+                "slices_with_tumour"):
+        assert report[key] == direct[3][key], key
+    # the DICOM SEG download: a Segmentation of series 3, one frame per slice with tumour
+    resp = client.get(f"{job}/series/0/seg.dcm")
+    assert resp.status == 200 and resp.getheader("content-type") == "application/dicom"
+    assert 'download="S3_T1_post_contrast_synthetic_seg.dcm"' in t1
+    ds = pydicom.dcmread(io.BytesIO(resp.body))
+    seg = highdicom.seg.Segmentation.from_dataset(ds)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    t1_series = pydicom.dcmread(files[3][0], stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == t1_series.SeriesInstanceUID
+    assert int(seg.NumberOfFrames) == len(direct[3]["slices_with_tumour"]) > 0
+    sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in files[3]}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        ref = frame.DerivationImageSequence[0].SourceImageSequence[0]
+        assert ref.ReferencedSOPInstanceUID in sources
+    # per-slice files by fixed names only
+    assert client.get(f"{job}/series/0/slices/2/view.png").status == 200
+    assert client.get(f"{job}/series/0/slices/2/mask.png").getheader("content-type") == \
+        "image/png"
+    for bad in ("/series/0/slices/5/mask.png", "/series/0/slices/0/mask.png",
+                "/series/2/seg.dcm", "/series/0/job.json", "/series/0/slices/1/seg.dcm",
+                "/series/-1/seg.dcm"):
+        assert client.get(job + bad).status == 404, bad
+    assert "series 3: tumour, " in client.get("/results").text
+
+
+def test_without_the_dicom_extra_dicom_files_get_a_one_line_error_and_pngs_still_work(
+        dicom_server, monkeypatch, tmp_path):
+    import sys
+    pytest.importorskip("pydicom")
+    from test_imageio import write_dicom
+    dcm = write_dicom(tmp_path / "IM1.dcm", np.zeros((64, 64), np.uint16)).read_bytes()
+    monkeypatch.setitem(sys.modules, "pydicom", None)        # as if it were not installed
+    url, data = dicom_server
+    client = Client(url)
+    job = upload_and_wait(client, [("IM1.dcm", dcm), ("glioma_718.png", GLIOMA.read_bytes())])
+    page = client.get(job).text
+    assert re.findall(r'<li class="error" role="alert">([^<]*)</li>', page) == [
+        "IM1.dcm: DICOM series need pydicom, which is not installed; install the extra with: "
+        "pip install &#x27;edge-seg[dicom]&#x27;"]
+    assert "Tumour found" in page and '<section class="series"' not in page
+    assert list((data / "jobs" / job.rsplit("/", 1)[1] / "uploads").iterdir()) == []
 
 
 def test_without_the_serve_extra_the_command_says_how_to_install_it(monkeypatch, tmp_path):

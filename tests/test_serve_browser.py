@@ -170,3 +170,77 @@ def test_a_folder_of_scans_gives_a_slice_scroller(driver, server, tmp_path):
     assert sections[1].find_element(By.CSS_SELECTOR, ".file").text == "meningioma_1.png"
     driver.find_element(By.ID, "prev").click()
     assert label.text == "Scan 1 of 2" and sections[0].is_displayed()
+
+
+def test_a_dicom_series_folder_is_one_series_with_its_volume_and_a_slice_scroller(
+        driver, server, tmp_path):
+    """A synthetic MR series sent as a folder: one series card (volume, sizes, montage, SEG)
+    and a scroller over its slices in slice order (buttons and arrow keys). The screenshot
+    goes to tmp, or to $EDGE_SEG_SERIES_SCREENSHOT (docs/img/serve_series.png)."""
+    pytest.importorskip("highdicom", reason="needs the 'dicom' extra: pip install "
+                                            "'edge-seg[dicom]'")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from edge_runtime.dicom.synthetic import example_stack, write_series
+    folder = tmp_path / "T1_series"
+    # written in reverse, so that the names' order is not the slice order
+    paths = write_series(folder, example_stack(ROOT / "examples", 5, which=0)[::-1],
+                         series_number=3, description="T1 post-contrast (synthetic)",
+                         origin=(-128.0, -128.0, 60.0), slice_spacing=-5.0, name="im")
+    assert len(paths) == 5
+    driver.get(server + "/")
+    driver.find_element(By.ID, "folder").send_keys(str(folder))
+    WebDriverWait(driver, 10).until(
+        lambda d: d.find_element(By.ID, "chosen").text.startswith("5 files:"))
+    driver.find_element(By.ID, "submit").click()
+    label = WebDriverWait(driver, WAIT_S).until(
+        ec.visibility_of_element_located((By.ID, "slice-label-0")))
+    assert label.text == "Slice 1 of 5"
+    card = driver.find_element(By.CSS_SELECTOR, "#series-0 .series-card")
+    assert card.find_element(By.CSS_SELECTOR, ".headline").text == \
+        "Tumour found on 3 of 5 slices"
+    volume = card.find_element(By.CSS_SELECTOR, 'dd[data-key="volume"]').text
+    assert volume.endswith(" mL (slice spacing 5.00 mm from position differences)"), volume
+    links = [a.text for a in card.find_elements(By.CSS_SELECTOR, ".downloads a")]
+    assert links == ["DICOM SEG", "Series JSON", "Montage PNG"]
+    montage = driver.find_element(By.CSS_SELECTOR, "#series-0 figure.montage img")
+    driver.execute_script("arguments[0].scrollIntoView()", montage)
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth > 0", montage))
+    sections = driver.find_elements(By.CSS_SELECTOR, "#series-0 section.scan")
+    names = [s.get_attribute("aria-label") for s in sections]
+    # slice order is along the normal (positions), not the file names: im_005 comes first
+    assert names == [f"Slice {k} of 5 · im_{6 - k:03d}.dcm" for k in range(1, 6)]
+    assert [s.is_displayed() for s in sections] == [True, False, False, False, False]
+    driver.find_element(By.ID, "next-0").click()
+    assert label.text == "Slice 2 of 5" and sections[1].is_displayed()
+    assert sections[1].find_element(By.CSS_SELECTOR, ".headline").text == "Tumour found"
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
+    assert label.text == "Slice 3 of 5"
+    assert [s.is_displayed() for s in sections] == [False, False, True, False, False]
+    slider = driver.find_element(By.ID, "slice-0")
+    driver.execute_script("arguments[0].value = 5; arguments[0].dispatchEvent("
+                          "new Event('input'));", slider)
+    assert label.text == "Slice 5 of 5"
+    assert sections[4].find_element(By.CSS_SELECTOR, ".headline").text == "No tumour found"
+    driver.find_element(By.ID, "prev-0").click()
+    driver.find_element(By.ID, "prev-0").click()
+    assert label.text == "Slice 3 of 5"
+    img = sections[2].find_element(By.CSS_SELECTOR, "img.layer")
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth === 512", img))
+    assert "Not a medical device." in driver.find_element(By.ID, "notice").text
+    errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not errors, errors
+    shot = Path(os.environ.get("EDGE_SEG_SERIES_SCREENSHOT") or tmp_path / "serve_series.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    size = driver.get_window_size()
+    driver.set_window_size(1280, 1560)         # the series card and one slice on one picture
+    try:
+        driver.execute_script("window.scrollTo(0, 0)")
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.set_window_size(size["width"], size["height"])

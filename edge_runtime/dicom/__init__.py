@@ -3,10 +3,11 @@
 The unit is a series: ``series.scan_tree`` finds, groups and orders the slices of the MR
 series under a folder; ``process.process_series`` segments one series slice by slice and
 writes the per-slice results, ``<stem>_series.json``, a montage and a DICOM SEG. The CLI
-(``edge-seg run`` on a DICOM folder), the DICOM node (``edge-seg listen``) and any future
-web view call the same ``process_series``. Modules:
+(``edge-seg run`` on a DICOM folder), the DICOM node (``edge-seg listen``) and the web view
+(``edge-seg serve``) call the same ``process_series``. Modules:
 
-- ``series``: finding, grouping, ordering (``Series``, ``Slice``, ``scan_tree``);
+- ``series``: finding, grouping, ordering (``Series``, ``Slice``, ``scan_tree``,
+  ``scan_files``);
 - ``pixels``: decoding one slice (compressed syntaxes through pydicom's plugins);
 - ``geometry``: slice spacing, volume, cross-section, diameter (numpy only);
 - ``consistency``: the series-level rule for detections without neighbouring support;

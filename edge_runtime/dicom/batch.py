@@ -24,7 +24,8 @@ PLAIN_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PROBE_LIMIT = 10_000     # files looked at to decide whether a folder holds DICOM
 
 
-def _looks_dicom(path):
+def looks_dicom(path):
+    """A DICOMDIR, a .dcm/.dicom suffix, or the DICM preamble (nothing else is read)."""
     if path.name.upper() == DICOMDIR or path.suffix.lower() in (".dcm", ".dicom"):
         return True
     try:
@@ -42,7 +43,7 @@ def holds_dicom(folder):
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            if _looks_dicom(Path(dirpath) / name):
+            if looks_dicom(Path(dirpath) / name):
                 return True
             seen += 1
             if seen >= PROBE_LIMIT:
@@ -70,7 +71,7 @@ def split_inputs(paths, files):
         if real in keep_out:
             continue
         if os.path.realpath(os.path.dirname(os.path.abspath(f))) in tree_roots and \
-                (_looks_dicom(Path(f)) or Path(f).suffix.lower() not in PLAIN_IMAGES):
+                (looks_dicom(Path(f)) or Path(f).suffix.lower() not in PLAIN_IMAGES):
             continue
         remaining.append(f)
     return remaining, trees

@@ -140,19 +140,23 @@ def _seg_inputs(series, packed, shape):
 
 
 def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RULE,
-                   write_seg=True, protected=(), log=None):
+                   write_seg=True, protected=(), log=None, on_slice=None):
     """Segment one ``series.Series`` and write its results into ``out_dir`` -> report dict.
 
     ``segmenter``: an ``edge_runtime.segment.Segmenter``; ``stem``: the output stem
     (default ``series_stem(series)``); ``consistency``: a ``consistency.RULES`` name;
     ``write_seg``: write the DICOM SEG; ``protected``: paths never to write over (the
     inputs); ``log(line)``: called with one line per problem met (a slice that cannot be
-    decoded), default silent. The report (also in ``<stem>_series.json``) holds the
-    series' identity, how the slices were ordered and spaced, the slices with a tumour,
-    the volume in mL (or why it was refused), the largest cross-section (mm²), the longest
-    in-plane diameter (mm), the consistency rule and what it dropped, the per-slice
-    results, failed slices, notes and the written paths. Raises ``OSError`` when results
-    cannot be written (then no series file is left half-written).
+    decoded), default silent; ``on_slice(index, scan, mask, findings)``: called once per
+    slice, after its files are written (``index`` 1-based in slice order, ``mask`` after the
+    consistency rule; for a slice that could not be read ``scan``, ``mask`` and
+    ``findings`` are None), for a front end's progress and display images; default none.
+    The report (also in ``<stem>_series.json``) holds the series' identity, how the slices
+    were ordered and spaced, the slices with a tumour, the volume in mL (or why it was
+    refused), the largest cross-section (mm²), the longest in-plane diameter (mm), the
+    consistency rule and what it dropped, the per-slice results, failed slices, notes and
+    the written paths. Raises ``OSError`` when results cannot be written (then no series
+    file is left half-written).
     """
     from edge_runtime.dicom.pixels import load_slice
     from edge_runtime.outputs import (
@@ -231,6 +235,8 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
                           "area_mm2": area if mask.any() else 0.0,
                           "diameter_mm": round(diameters[j], 2),
                           "findings": str(paths["findings"])})
+        if on_slice is not None:
+            on_slice(j + 1, scan, mask, findings)
 
     for k in range(n + 1):
         if k < n:
@@ -242,6 +248,8 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
                 report["failed_slices"].append({"index": k + 1, "source": exc.path,
                                                 "problem": exc.problem})
                 log(f"{exc.path}: {exc.problem}")
+                if on_slice is not None:
+                    on_slice(k + 1, None, None, None)
         if k >= 1:
             finalise(k - 1)
             window.pop(k - 2, None)

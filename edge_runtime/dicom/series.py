@@ -258,9 +258,16 @@ def classify(ds, file_size=0):
 def scan_tree(root, log=None):
     """-> (list of ``Series`` in a stable order, [(path, reason)] skipped, [(path, problem)]
     failed). Non-MR series are reported once per series, not once per file."""
+    return scan_files(iter_files(root))
+
+
+def scan_files(paths):
+    """``scan_tree`` for a given list of files (e.g. the DICOM files of a web upload) -> the
+    same (series, skipped, failed)."""
     series, skipped, failed = {}, [], []
     other = {}
-    for path in iter_files(root):
+    for path in paths:
+        path = Path(path)
         ds, skip, problem = read_header(path)
         if skip:
             skipped.append((path, skip))

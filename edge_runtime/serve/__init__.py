@@ -7,7 +7,9 @@ through library functions:
 - ``uploads``: streaming a multipart upload into a job's folder under limits (and zip
   members out of it);
 - ``worker``: the one background thread that segments a job's scans, through
-  ``segment_scan`` (the same per-scan library calls as ``edge-seg run``);
+  ``segment_scan`` (the same per-scan library calls as ``edge-seg run``), and its DICOM
+  series, through ``segment_series`` (``edge_runtime.dicom``'s ``process_series``, as
+  ``edge-seg run STUDY/``);
 - ``security``: loopback or token, sessions, CSRF, security headers;
 - ``pages``: the HTML (no template engine, everything escaped) and the plain-words findings.
 

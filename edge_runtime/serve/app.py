@@ -10,6 +10,8 @@ Routes (every other path is 404):
     GET  /jobs/<id>/status               progress as JSON {state, done, total}
     GET  /jobs/<id>/scans/<n>/<file>     <file>: mask.png overlay.png findings.json
                                          view.png layer.png (fixed names only)
+    GET  /jobs/<id>/series/<k>/<file>    a DICOM series: seg.dcm series.json montage.png
+    GET  /jobs/<id>/series/<k>/slices/<n>/<file>   its slice n (from 1): as for a scan
     POST /jobs/<id>/delete               form: csrf -> 303 to /results
     GET  /results                        past results (kept --keep-days)
     GET  /login, POST /login, POST /logout   only used when a token is required
@@ -241,15 +243,29 @@ def create_app(config, segmenter, model_name=""):
                 continue
         return found
 
+    def load_slice_findings(job_id, job):
+        found = {}
+        for k, record in enumerate(job.get("series") or []):
+            if record.get("state") != "ok":
+                continue
+            for number in record.get("shown") or []:
+                try:
+                    path, _media = store.slice_file(job_id, k, number, "findings.json")
+                    found[(k, number)] = json.loads(path.read_text(encoding="utf-8"))
+                except (JobNotFound, OSError, ValueError):
+                    continue
+        return found
+
     async def job_view(request):
         try:
             job_id = check_job_id(request.path_params["job_id"])
             job = await run_in_threadpool(store.read_job, job_id)
         except JobNotFound:
             return not_found(request)
-        findings = (await run_in_threadpool(load_findings, job_id, job)
-                    if job["state"] in POLL_RESULT_STATES else {})
-        return page(request, lambda ctx: pages.job_page(ctx, job_id, job, findings))
+        finished = job["state"] in POLL_RESULT_STATES
+        findings = await run_in_threadpool(load_findings, job_id, job) if finished else {}
+        slices = await run_in_threadpool(load_slice_findings, job_id, job) if finished else {}
+        return page(request, lambda ctx: pages.job_page(ctx, job_id, job, findings, slices))
 
     async def job_status(request):
         try:
@@ -265,6 +281,20 @@ def create_app(config, segmenter, model_name=""):
             path, media = await run_in_threadpool(
                 store.result_file, check_job_id(request.path_params["job_id"]),
                 request.path_params["index"], request.path_params["kind"])
+        except JobNotFound:
+            return Response("no such file", 404, media_type="text/plain")
+        return FileResponse(path, media_type=media)
+
+    async def series_file(request):
+        params = request.path_params
+        try:
+            job_id = check_job_id(params["job_id"])
+            if "number" in params:
+                path, media = await run_in_threadpool(store.slice_file, job_id, params["index"],
+                                                      params["number"], params["kind"])
+            else:
+                path, media = await run_in_threadpool(store.series_file, job_id,
+                                                      params["index"], params["kind"])
         except JobNotFound:
             return Response("no such file", 404, media_type="text/plain")
         return FileResponse(path, media_type=media)
@@ -345,6 +375,8 @@ def create_app(config, segmenter, model_name=""):
         Route("/jobs/{job_id}", job_view),
         Route("/jobs/{job_id}/status", job_status),
         Route("/jobs/{job_id}/scans/{index:int}/{kind}", job_file),
+        Route("/jobs/{job_id}/series/{index:int}/{kind}", series_file),
+        Route("/jobs/{job_id}/series/{index:int}/slices/{number:int}/{kind}", series_file),
         Route("/jobs/{job_id}/delete", job_delete, methods=["POST"]),
         Route("/results", results),
         Route("/login", login, methods=["GET", "POST"]),

@@ -105,8 +105,10 @@ def upload_page(ctx, recent, error=None):
         recent_html = "<h2>Recent results</h2>" + results_table(recent[:5], csrf=None) + \
             '<p><a href="/results">All past results</a></p>'
     body = f"""<h1>Segment a scan</h1>
-<p class="lead">Drop one or more brain MRI slices. Each is outlined by the model; the result
-shows where it sees tumour, how large it is, and files to keep.</p>
+<p class="lead">Drop one or more brain MRI slices, or a DICOM series (a folder, a .zip or its
+.dcm files). Each slice is outlined by the model; the result shows where it sees tumour, how
+large it is, and files to keep. A DICOM series is read in slice order and also gets its
+tumour volume and a DICOM Segmentation.</p>
 {upload_form(ctx["csrf"], ctx["limits"], error)}
 {recent_html}"""
     return layout("New scan", body, ctx)
@@ -194,25 +196,29 @@ result later under Past results.</p>
 </section>"""
 
 
-def _scan_section(job_id, index, scan, findings, current):
+def _scan_section(base, label, findings, current, download_stem, position=""):
+    """One image of the viewer: the stacked layers, the findings in words, the downloads.
+    ``base``: the URL its files hang under; ``label``: what it is (file name, slice);
+    ``position``: what the scroller says on it ("Slice 3 of 7"; default "<unit> k of n")."""
     headline, rows = findings_in_words(findings)
     found = "found" if findings.get("tumour_found") else "clear"
-    base = f"/jobs/{job_id}/scans/{index}"
     lazy = "" if current else ' loading="lazy"'    # a long series loads as it is scrolled
-    dl = "".join(f"<dt>{_e(label)}</dt><dd>{_e(text)}</dd>" for label, text in rows)
-    return f"""<section class="scan{' current' if current else ''}" data-index="{index}" aria-label="{_e(scan['name'])}">
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(text)}</dd>" for k, text in rows)
+    d = _e(download_stem)
+    pos = f' data-position="{_e(position)}"' if position else ""
+    return f"""<section class="scan{' current' if current else ''}" aria-label="{_e(label)}"{pos}>
 <div class="viewer">
-<div class="stack"><img class="base" src="{base}/view.png" alt="{_e(scan['name'])}: the scan"{lazy}>
+<div class="stack"><img class="base" src="{base}/view.png" alt="{_e(label)}: the scan"{lazy}>
 <img class="layer" src="{base}/layer.png" alt="tumour outline"{lazy}></div>
 </div>
 <div class="findings {found}">
-<p class="file">{_e(scan['name'])}</p>
+<p class="file">{_e(label)}</p>
 <h2 class="headline">{_e(headline)}</h2>
 <dl>{dl}</dl>
 <div class="downloads"><span>Download:</span>
-<a href="{base}/mask.png" download="{_e(_stem(scan['name']))}_mask.png">Mask PNG</a>
-<a href="{base}/overlay.png" download="{_e(_stem(scan['name']))}_overlay.png">Overlay PNG</a>
-<a href="{base}/findings.json" download="{_e(_stem(scan['name']))}_findings.json">Findings JSON</a>
+<a href="{base}/mask.png" download="{d}_mask.png">Mask PNG</a>
+<a href="{base}/overlay.png" download="{d}_overlay.png">Overlay PNG</a>
+<a href="{base}/findings.json" download="{d}_findings.json">Findings JSON</a>
 </div>
 </div>
 </section>"""
@@ -223,17 +229,141 @@ def _stem(name):
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:80] or "scan"
 
 
-def job_page(ctx, job_id, job, findings_by_index):
-    """The page of one job: progress while it runs, then every scan's result and errors."""
+def _scroller(count, unit, key=None, first=None):
+    """The slider over a group's images (needs app.js). ``key`` None: the scans' scroller,
+    with the ids it has always had; else ids suffixed with ``key``. ``first``: the label
+    of the first image (default "<unit> 1 of <count>")."""
+    sfx = "" if key is None else f"-{key}"
+    first = first or f"{unit} 1 of {count}"
+    return f"""<div class="controls scroller" id="scroller{sfx}" data-unit="{_e(unit)}">
+<button type="button" class="prev" id="prev{sfx}" aria-label="previous {unit.lower()}">‹</button>
+<input type="range" class="slice" id="slice{sfx}" min="1" max="{count}" value="1" aria-label="{unit.lower()}">
+<button type="button" class="next" id="next{sfx}" aria-label="next {unit.lower()}">›</button>
+<span class="slice-label" id="slice-label{sfx}">{_e(first)}</span></div>"""
+
+
+def _ranges(numbers):
+    """[2, 3, 4, 7] -> "2–4, 7"."""
+    out, run = [], []
+    for n in numbers:
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
+def series_in_words(record):
+    """A series record of ``job.json`` -> (headline, [(key, label, text)]) for its card."""
+    r = record.get("result") or {}
+    n = record["slices"]
+    with_tumour = r.get("slices_with_tumour") or []
+    if not with_tumour:
+        return f"No tumour found in {n} slice{'s' if n != 1 else ''}", []
+    rows = [("slices", "Tumour on", f"{len(with_tumour)} of {n} slices "
+                                    f"(slice{'s' if len(with_tumour) > 1 else ''} "
+                                    f"{_ranges(with_tumour)})")]
+    sp = r.get("spacing") or {}
+    if r.get("volume_ml") is not None:
+        rows.append(("volume", "Volume", f"{r['volume_ml']:.2f} mL (slice spacing "
+                                         f"{sp['spacing_mm']:.2f} mm from {sp['method']})"))
+    else:
+        rows.append(("volume", "Volume", f"not given: {r.get('volume_refused')}"))
+    if r.get("largest_cross_section_mm2") is not None:
+        rows.append(("cross-section", "Largest cross-section",
+                     f"{_num(r['largest_cross_section_mm2'], 1)} mm² "
+                     f"(slice {r['largest_cross_section_slice']})"))
+        rows.append(("diameter", "Longest diameter",
+                     f"{_num(r['longest_diameter_mm'], 1)} mm in-plane "
+                     f"(slice {r['longest_diameter_slice']})"))
+    else:
+        rows.append(("cross-section", "Size", "no sizes in mm (the files have no pixel "
+                                              "spacing)"))
+    return f"Tumour found on {len(with_tumour)} of {n} slices", rows
+
+
+def _series_section(job_id, k, record, findings):
+    """One DICOM series: its card (sizes, downloads, montage) and its slice scroller."""
+    base = f"/jobs/{job_id}/series/{k}"
+    title = " · ".join(x for x in (f"Series {record['series_number']}"
+                                   if record.get("series_number") is not None else "Series",
+                                   record.get("description") or "") if x)
+    r = record.get("result") or {}
+    stem = _e(record.get("stem") or f"series_{k}")
+    n = record["slices"]
+    order = f", {r['ordering_short']}" if r.get("ordering_short") else ""
+    meta = (f'<p class="file">{_e(title)} · {n} slice{"s" if n != 1 else ""}{_e(order)}</p>'
+            f'<p class="uid">{_e(record.get("series_uid") or "")}</p>')
+    lines = [f"could not be read: {x}" for x in r.get("failed_slices") or []]
+    lines += [f"note: {x}" for x in record.get("notes") or []]
+    if r.get("seg_refused"):
+        lines.append(f"no DICOM SEG: {r['seg_refused']}")
+    notes = ('<ul class="series-notes">' + "".join(f"<li>{_e(x)}</li>" for x in lines) +
+             "</ul>") if lines else ""
+    if record.get("state") != "ok":
+        card = (f'<div class="findings series-card failed">{meta}<h2 class="headline">'
+                f'Series not segmented</h2><p class="error" role="alert">'
+                f'{_e(record.get("error") or "failed")}</p>'
+                f'{notes}</div>')
+        return (f'<section class="series" id="series-{k}" aria-label="{_e(title)}">'
+                f'<div class="series-head">{card}</div></section>')
+    headline, rows = series_in_words(record)
+    found = "found" if r.get("slices_with_tumour") else "clear"
+    dl = "".join(f'<dt>{_e(label)}</dt><dd data-key="{key}">{_e(text)}</dd>'
+                 for key, label, text in rows)
+    files = r.get("files") or []
+    links = []
+    if "seg" in files:
+        links.append(f'<a href="{base}/seg.dcm" download="{stem}_seg.dcm">DICOM SEG</a>')
+    links.append(f'<a href="{base}/series.json" download="{stem}_series.json">Series JSON</a>')
+    if "montage" in files:
+        links.append(f'<a href="{base}/montage.png" download="{stem}_montage.png">'
+                     'Montage PNG</a>')
+    card = (f'<div class="findings series-card {found}">{meta}<h2 class="headline">'
+            f'{_e(headline)}</h2><dl>{dl}</dl>{notes}<div class="downloads">'
+            f'<span>Download the series:</span>{"".join(links)}</div></div>')
+    montage = ""
+    if "montage" in files:
+        montage = (f'<figure class="montage"><img src="{base}/montage.png" alt="{_e(title)}: '
+                   f'the slices with tumour" loading="lazy"><figcaption>The slices with tumour, '
+                   f'in order (slice number and area)</figcaption></figure>')
+    shown = [m for m in record.get("shown") or [] if (k, m) in findings]
+    names = record.get("slice_names") or []
+    viewer = ""
+    if shown:
+        sections = "".join(
+            _scan_section(f"{base}/slices/{m}",
+                          f"Slice {m} of {n} · {names[m - 1] if m <= len(names) else ''}",
+                          findings[(k, m)], i == 0, f"{record.get('stem')}_s{m:03d}",
+                          position=f"Slice {m} of {n}")
+            for i, m in enumerate(shown))
+        scroller = (_scroller(len(shown), "Slice", k, f"Slice {shown[0]} of {n}")
+                    if len(shown) > 1 else "")
+        viewer = f'<div class="group">{scroller}{sections}</div>'
+    return (f'<section class="series" id="series-{k}" aria-label="{_e(title)}">'
+            f'<div class="series-head">{card}{montage}</div>{viewer}</section>')
+
+
+def job_page(ctx, job_id, job, findings_by_index, slice_findings=None):
+    """The page of one job: progress while it runs, then every series' and scan's result,
+    what was left out and the errors. ``slice_findings``: {(series, slice number): findings}."""
     if job["state"] not in ("done", "interrupted"):
         head = '<noscript><meta http-equiv="refresh" content="2"></noscript>'
         return layout("Working", progress_section(job_id, job), ctx, notice=True,
                       head_extra=head)
+    slice_findings = slice_findings or {}
     scans = job["scans"]
+    series = job.get("series") or []
     ok = [i for i, s in enumerate(scans) if s.get("state") == "ok" and i in findings_by_index]
     failed = [s for s in scans if s.get("state") == "failed"]
+    skipped = job.get("skipped") or []
+    n_series = f" · {len(series)} DICOM series" if series else ""
     parts = [f'<p class="meta">Uploaded {_e(when(job["created"]))} · {len(scans)} '
-             f'file{"s" if len(scans) != 1 else ""}'
+             f'file{"s" if len(scans) != 1 else ""}{n_series}'
              f'{", " + str(len(failed)) + " could not be read" if failed else ""}</p>']
     if job["state"] == "interrupted":
         parts.append(error_line("The server stopped before this job finished; "
@@ -242,25 +372,31 @@ def job_page(ctx, job_id, job, findings_by_index):
         parts.append('<ul class="errors" id="errors">' + "".join(
             f'<li class="error" role="alert">{_e(s.get("error") or s["name"])}</li>'
             for s in failed) + "</ul>")
-    if ok:
-        controls = """<div class="controls">
+    if skipped:
+        parts.append('<div class="skipped" id="skipped"><p>Left out (not segmented):</p><ul>' +
+                     "".join(f"<li>{_e(line)}</li>" for line in skipped) + "</ul></div>")
+    viewable = ok or any(r.get("shown") for r in series)
+    if viewable:
+        parts.append("""<div class="controls">
 <label class="opacity">Outline opacity <input type="range" id="opacity" min="0" max="100" value="100"> <output id="opacity-value">100 %</output></label>
 <label class="toggle"><input type="checkbox" id="show-mask" checked> Show tumour outline</label>
-"""
-        if len(ok) > 1:
-            controls += f"""<div class="scroller" id="scroller">
-<button type="button" id="prev" aria-label="previous scan">‹</button>
-<input type="range" id="slice" min="1" max="{len(ok)}" value="1" aria-label="scan">
-<button type="button" id="next" aria-label="next scan">›</button>
-<span id="slice-label">Scan 1 of {len(ok)}</span></div>"""
-        controls += "</div>"
-        parts.append(controls)
-        parts.append("".join(_scan_section(job_id, i, scans[i], findings_by_index[i], n == 0)
-                             for n, i in enumerate(ok)))
-    else:
+</div>""")
+    parts.extend(_series_section(job_id, k, r, slice_findings) for k, r in enumerate(series))
+    if ok:
+        heading = "<h2 class=\"group-title\">Scans</h2>" if series else ""
+        parts.append(f'<div class="group">{heading}'
+                     f'{_scroller(len(ok), "Scan") if len(ok) > 1 else ""}' +
+                     "".join(_scan_section(f"/jobs/{job_id}/scans/{i}", scans[i]["name"],
+                                           findings_by_index[i], n == 0,
+                                           _stem(scans[i]["name"]))
+                             for n, i in enumerate(ok)) + "</div>")
+    if not ok and not any(r.get("state") == "ok" for r in series):
         parts.append("<h2>Nothing to show</h2><p>No file of this upload could be segmented. "
                      "Try another file:</p>" + upload_form(ctx["csrf"], ctx["limits"]))
-    title = "Result" if len(ok) <= 1 else f"Results ({len(ok)} scans)"
+    if series:
+        title = f"Results ({len(series)} series" + (f", {len(ok)} scans)" if ok else ")")
+    else:
+        title = "Result" if len(ok) <= 1 else f"Results ({len(ok)} scans)"
     return layout(title, f'<h1 class="sr">{_e(title)}</h1>' + "\n".join(parts), ctx,
                   notice=True)
 
@@ -270,14 +406,26 @@ def job_summary(job):
     ok = [s for s in scans if s.get("state") == "ok"]
     failed = sum(1 for s in scans if s.get("state") == "failed")
     found = sum(1 for s in ok if (s.get("summary") or {}).get("tumour_found"))
+    series = [r for r in job.get("series") or [] if r.get("state") == "ok"]
+    failed += sum(1 for r in job.get("series") or [] if r.get("state") == "failed")
     if job["state"] not in ("done",):
         return STATE_WORDS.get(job["state"], job["state"])
-    if not ok:
-        text = "could not be read"
-    elif len(ok) == 1:
-        text = "tumour found" if found else "no tumour found"
-    else:
-        text = f"tumour found in {found} of {len(ok)} scans"
+    texts = []
+    for r in series:
+        res = r.get("result") or {}
+        name = f"series {r['series_number']}" if r.get("series_number") is not None \
+            else "series"
+        if not res.get("slices_with_tumour"):
+            texts.append(f"{name}: no tumour found")
+        elif res.get("volume_ml") is not None:
+            texts.append(f"{name}: tumour, {res['volume_ml']:.2f} mL")
+        else:
+            texts.append(f"{name}: tumour (no volume)")
+    if len(ok) == 1:
+        texts.append("tumour found" if found else "no tumour found")
+    elif ok:
+        texts.append(f"tumour found in {found} of {len(ok)} scans")
+    text = "; ".join(texts) or "could not be read"
     return text + (f", {failed} failed" if failed else "")
 
 

@@ -8,6 +8,9 @@ Layout (every name below is fixed or generated here; nothing from a request beco
                                         deleted when the job is done: DICOM headers hold
                                         patient data, and the page needs only the results)
     DATA/jobs/<id>/results/scan_NNN_{mask,overlay,view,layer}.png, scan_NNN_findings.json
+    DATA/jobs/<id>/results/series_KKK_{series.json,montage.png,seg.dcm}  a DICOM series
+    DATA/jobs/<id>/results/series_KKK_sNNN_{mask,overlay,view,layer}.png, _findings.json
+                                        its slices (NNN: position in slice order, from 1)
 
 ``<id>`` is 32 lowercase hex digits from ``secrets``; ``check_job_id`` refuses anything else,
 so a request can name a job but never a path. ``ext`` comes from a fixed list
@@ -29,6 +32,8 @@ JOB_FILE = "job.json"
 UPLOADS = "uploads"
 RESULTS = "results"
 SCAN_STEM = "scan_{:03d}"
+SERIES_STEM = "series_{:03d}"
+SLICE_STEM = "{}_s{:03d}"          # as edge_runtime.dicom.process names a series' slices
 # Suffixes kept on uploaded files (so the reader sees .dcm); anything else is stored as .bin
 # and still read by content (Pillow sniffs images, DICOM has its DICM preamble).
 KEPT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom",
@@ -40,6 +45,12 @@ RESULT_FILES = {
     "findings.json": ("_findings.json", "application/json"),
     "view.png": ("_view.png", "image/png"),
     "layer.png": ("_layer.png", "image/png"),
+}
+# Files of one DICOM series a request may ask for (written by dicom.process_series).
+SERIES_FILES = {
+    "seg.dcm": ("_seg.dcm", "application/dicom"),
+    "series.json": ("_series.json", "application/json"),
+    "montage.png": ("_montage.png", "image/png"),
 }
 # Job states: uploading -> queued -> running -> done; "interrupted" when the server stopped
 # before finishing it.
@@ -81,6 +92,14 @@ def scan_stem(index):
     return SCAN_STEM.format(index)
 
 
+def series_stem(index):
+    return SERIES_STEM.format(index)
+
+
+def slice_stem(series_index, number):
+    return SLICE_STEM.format(series_stem(series_index), number)
+
+
 class Store:
     """Jobs under ``data_dir/jobs``; ``keep_days`` > 0 deletes finished jobs older than that."""
 
@@ -108,11 +127,14 @@ class Store:
     def drop_uploads(self, job_id):
         """Delete a job's uploaded files (its results stay) -> how many were deleted."""
         n = 0
-        with os.scandir(self.uploads_dir(job_id)) as entries:
-            for entry in entries:
-                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
-                    os.unlink(entry.path)
-                    n += 1
+        try:
+            with os.scandir(self.uploads_dir(job_id)) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                        os.unlink(entry.path)
+                        n += 1
+        except FileNotFoundError:      # the job was deleted meanwhile
+            pass
         return n
 
     # -- paths (ids checked, names fixed) ------------------------------------------------
@@ -139,6 +161,39 @@ class Store:
             raise JobNotFound(f"job {job_id} scan {index} has no {kind}")
         return path, media
 
+    def _series_record(self, job_id, index):
+        job = self.read_job(job_id)
+        series = job.get("series") or []
+        if not (isinstance(index, int) and 0 <= index < len(series)):
+            raise JobNotFound(f"job {job_id} has no series {index}")
+        return series[index]
+
+    def series_file(self, job_id, index, kind):
+        """Path of one file of a DICOM series (``SERIES_FILES``) -> ``(path, media type)``;
+        ``JobNotFound`` for an unknown job, series or kind, or a file not written."""
+        if kind not in SERIES_FILES:
+            raise JobNotFound(f"no such series file: {str(kind)[:40]!r}")
+        self._series_record(job_id, index)
+        suffix, media = SERIES_FILES[kind]
+        path = self.results_dir(job_id) / f"{series_stem(index)}{suffix}"
+        if not path.is_file():
+            raise JobNotFound(f"job {job_id} series {index} has no {kind}")
+        return path, media
+
+    def slice_file(self, job_id, index, number, kind):
+        """Path of one result file (``RESULT_FILES``) of slice ``number`` (1-based, in slice
+        order) of series ``index`` -> ``(path, media type)``; ``JobNotFound`` otherwise."""
+        if kind not in RESULT_FILES:
+            raise JobNotFound(f"no such result file: {str(kind)[:40]!r}")
+        record = self._series_record(job_id, index)
+        if not (isinstance(number, int) and 1 <= number <= int(record.get("slices", 0))):
+            raise JobNotFound(f"job {job_id} series {index} has no slice {number}")
+        suffix, media = RESULT_FILES[kind]
+        path = self.results_dir(job_id) / f"{slice_stem(index, number)}{suffix}"
+        if not path.is_file():
+            raise JobNotFound(f"job {job_id} series {index} slice {number} has no {kind}")
+        return path, media
+
     # -- records -------------------------------------------------------------------------
     def create_job(self):
         """A new, empty job in state ``uploading`` -> its record."""
@@ -149,7 +204,7 @@ class Store:
         (folder / RESULTS).mkdir(mode=0o700)
         now = time.time()
         job = {"id": job_id, "created": now, "state": "uploading", "total": 0, "done": 0,
-               "scans": [], "notes": []}
+               "scans": [], "series": [], "skipped": [], "notes": []}
         self.write_job(job)
         return job
 

@@ -1,10 +1,16 @@
 """The background worker of ``edge-seg serve``: one thread, one interpreter, jobs in order.
 
-``segment_scan`` is the only place where the server calls the segmentation library; it does
-what ``edge-seg run`` does per scan (``imageio.load_scan`` -> ``Segmenter.segment`` ->
-``outputs.write_outputs``) and adds the two display layers the result page stacks (the scan
-in gray, the tumour as a transparent layer). When ``edge-seg run``'s batch loop becomes a
-library function, switch ``segment_scan`` to it; nothing else here needs to change.
+Two call sites into the segmentation library, nothing else here segments:
+
+- ``segment_scan``: one uploaded image as ``edge-seg run`` does per scan
+  (``imageio.load_scan`` -> ``Segmenter.segment`` -> ``outputs.write_outputs``);
+- ``segment_series``: the uploaded files that are DICOM, grouped into series by
+  ``edge_runtime.dicom.series.scan_files`` and each series through
+  ``edge_runtime.dicom.process.process_series`` -- the same call as ``edge-seg run STUDY/``
+  (slice order, volume, cross-section, diameter, montage, DICOM SEG).
+
+Both add the two display layers the result page stacks (the scan in gray, the tumour as a
+transparent layer). Uploads are deleted when the job ends, however it ends.
 
 A TFLite interpreter must not be used by two threads at once, so one thread runs every job;
 the web layer only queues job ids and reads ``job.json`` for progress.
@@ -18,10 +24,10 @@ import threading
 import numpy as np
 from PIL import Image
 
-from edge_runtime.errors import InputImageError
+from edge_runtime.errors import InputImageError, MissingExtraError
 from edge_runtime.outputs import (OUTLINE_RGB, TINT_ALPHA, TINT_RGB, atomic_write_many,
                                   display_gray, outline)
-from edge_runtime.serve.store import JobNotFound, scan_stem
+from edge_runtime.serve.store import JobNotFound, scan_stem, series_stem, slice_stem
 
 log = logging.getLogger("edge_seg.serve")
 
@@ -70,12 +76,116 @@ def segment_scan(segmenter, path, out_dir, stem, source_name, max_pixels):
     return findings
 
 
-def group_series(scans):
-    """SERIES HOOK: the scans of a job that form one DICOM series -> groups to segment as a
-    volume (slice order, volume in mL, DICOM SEG). ``edge_runtime`` has no series reader on
-    this branch, so this returns no groups and every file (a .dcm too) is one scan, exactly as
-    ``edge-seg run`` treats it. The series work plugs in here and in ``run_job``."""
-    return []
+def dicom_uploads(uploads, scans):
+    """Indexes of the uploaded files that are DICOM (a .dcm/.dicom name, or the DICM
+    preamble: ``edge_runtime.dicom.batch.looks_dicom``); the rest are scans as before."""
+    from edge_runtime.dicom.batch import looks_dicom
+    return [i for i, scan in enumerate(scans) if looks_dicom(uploads / scan["upload"])]
+
+
+def group_series(uploads, scans, indexes):
+    """The DICOM files of a job -> (series list, [(scan index, reason)] skipped,
+    [(scan index, problem)] failed), as ``edge-seg run`` groups a DICOM folder
+    (``scan_files``: StudyInstanceUID + SeriesInstanceUID, slices ordered along the normal).
+    Raises ``MissingExtraError`` without the ``dicom`` extra."""
+    from edge_runtime.dicom.series import scan_files
+    index_of = {str(uploads / scans[i]["upload"]): i for i in indexes}
+    series_list, skipped, failed = scan_files([uploads / scans[i]["upload"] for i in indexes])
+    return (series_list, [(index_of[str(p)], why) for p, why in skipped],
+            [(index_of[str(p)], why) for p, why in failed])
+
+
+def _named(text, names):
+    """A line of the DICOM library -> the same line with upload paths as the uploaded names."""
+    for path, name in names.items():
+        text = text.replace(path, name)
+    return text
+
+
+def _series_result(report, names):
+    """The part of ``process_series``' report the page shows (the rest is in its JSON)."""
+    keys = ("volume_ml", "volume_refused", "largest_cross_section_mm2",
+            "largest_cross_section_slice", "longest_diameter_mm", "longest_diameter_slice",
+            "slices_with_tumour", "ordering_short", "spacing", "pixel_spacing_mm",
+            "seg_refused", "timing_s", "consistency")
+    out = {k: report.get(k) for k in keys}
+    out["files"] = sorted(report.get("outputs", {}))
+    out["failed_slices"] = [_named(f"slice {f['index']} ({f['source']}): {f['problem']}", names)
+                            for f in report.get("failed_slices", [])]
+    return out
+
+
+def segment_series(store, job, segmenter, max_pixels, indexes):
+    """THE SERIES CALL SITE: the job's DICOM files (``indexes`` into ``job["scans"]``) ->
+    ``job["series"]`` (one record per series) and ``job["skipped"]``; each series through
+    ``process_series`` into the job's results as ``series_KKK``; progress after each slice."""
+    from edge_runtime.dicom.consistency import DEFAULT_RULE
+    from edge_runtime.dicom.process import process_series
+    from edge_runtime.dicom.process import series_stem as readable_stem
+    job_id, scans = job["id"], job["scans"]
+    uploads, results = store.uploads_dir(job_id), store.results_dir(job_id)
+    names = {str(uploads / scans[i]["upload"]): scans[i]["name"] for i in indexes}
+    for i in indexes:
+        scans[i].update(state="dicom", error=None)
+    series_list, skipped, failed = group_series(uploads, scans, indexes)
+    for i, reason in skipped:
+        job["skipped"].append(f"{scans[i]['name']}: {_named(reason, names)}")
+    for i, problem in failed:
+        scans[i].update(state="failed", error=f"{scans[i]['name']}: {_named(problem, names)}")
+    job["total"] = job["total"] - len(indexes) + sum(len(s.slices) for s in series_list)
+    store.write_job(job)
+    protected = list(names)
+    taken = set()
+    for k, series in enumerate(series_list):
+        record = {"name": series.name, "series_number": series.series_number,
+                  "description": series.description, "series_uid": series.series_uid,
+                  "stem": readable_stem(series, taken), "slices": len(series.slices),
+                  "slice_names": [names.get(str(sl.path), "?") +
+                                  ("" if sl.frame is None else f" (frame {sl.frame + 1})")
+                                  for sl in series.slices],
+                  "notes": [_named(note, names) for note in series.notes],
+                  "shown": [], "state": "running", "error": None, "result": None}
+        job["series"].append(record)
+        largest = max(sl.rows * sl.columns for sl in series.slices) if series.slices else 0
+        if largest > max_pixels:
+            sl = max(series.slices, key=lambda x: x.rows * x.columns)
+            record.update(state="failed", error=f"image too large: {sl.columns}x{sl.rows} px = "
+                                                f"{largest} pixels; the limit is {max_pixels}")
+            job["done"] += len(series.slices)
+            store.write_job(job)
+            continue
+
+        def on_slice(number, scan, mask, _findings, k=k, record=record):
+            if scan is not None:
+                gray, layer = view_images(scan.pixels, mask)
+                stem = slice_stem(k, number)
+                atomic_write_many({results / f"{stem}{VIEW_SUFFIX}": _display_png(gray),
+                                   results / f"{stem}{LAYER_SUFFIX}": _display_png(layer)})
+                record["shown"].append(number)
+            job["done"] += 1
+            store.write_job(job)
+
+        done_before = job["done"]
+        try:
+            report = process_series(series, segmenter, results, stem=series_stem(k),
+                                    consistency=DEFAULT_RULE, protected=protected,
+                                    on_slice=on_slice)
+        except OSError as exc:
+            record.update(state="failed", error=f"cannot write the results "
+                                                f"({exc.strerror or exc})")
+        except Exception as exc:  # noqa: BLE001 - one bad series must not stop the job
+            detail = " ".join(str(exc).split())[:200]
+            record.update(state="failed", error=f"unexpected error: {type(exc).__name__}: "
+                                                f"{detail}")
+            log.exception("job %s series %d", job_id, k)
+        else:
+            record["result"] = _series_result(report, names)
+            record.update(state="failed" if report.get("error") else "ok",
+                          error=_named(report["error"], names) if report.get("error") else None)
+        record["shown"].sort()
+        job["done"] = done_before + len(series.slices)
+        store.write_job(job)
+    return job
 
 
 def summary(findings):
@@ -85,30 +195,43 @@ def summary(findings):
 
 
 def run_job(store, job_id, segmenter, max_pixels):
-    """Segment every scan of a queued job, recording progress in ``job.json`` after each."""
+    """Segment every scan and DICOM series of a queued job, recording progress in
+    ``job.json``; the uploads are deleted at the end, whatever happened."""
     job = store.read_job(job_id)
     job["state"], job["done"] = "running", 0
+    job.setdefault("series", [])
+    job.setdefault("skipped", [])
     store.write_job(job)
     uploads, results = store.uploads_dir(job_id), store.results_dir(job_id)
-    if group_series(job["scans"]):
-        job["notes"].append("series found; segmented slice by slice")
-    for index, scan in enumerate(job["scans"]):
-        try:
-            findings = segment_scan(segmenter, uploads / scan["upload"], results,
-                                    scan_stem(index), scan["name"], max_pixels)
-            scan.update(state="ok", error=None, summary=summary(findings))
-        except InputImageError as exc:
-            scan.update(state="failed", error=f"{scan['name']}: {exc.problem}")
-        except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the job
-            detail = " ".join(str(exc).split())[:200]
-            scan.update(state="failed", error=f"{scan['name']}: unexpected error: "
-                                              f"{type(exc).__name__}: {detail}")
-            log.exception("job %s scan %d", job_id, index)
-        job["done"] = index + 1
-        store.write_job(job)
-    job["state"] = "done"
+    try:
+        dicom = set(dicom_uploads(uploads, job["scans"]))
+        if dicom:
+            try:
+                segment_series(store, job, segmenter, max_pixels, sorted(dicom))
+            except MissingExtraError as exc:
+                for i in dicom:
+                    scan = job["scans"][i]
+                    scan.update(state="failed", error=f"{scan['name']}: {exc}")
+        for index, scan in enumerate(job["scans"]):
+            if index in dicom:
+                continue
+            try:
+                findings = segment_scan(segmenter, uploads / scan["upload"], results,
+                                        scan_stem(index), scan["name"], max_pixels)
+                scan.update(state="ok", error=None, summary=summary(findings))
+            except InputImageError as exc:
+                scan.update(state="failed", error=f"{scan['name']}: {exc.problem}")
+            except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the job
+                detail = " ".join(str(exc).split())[:200]
+                scan.update(state="failed", error=f"{scan['name']}: unexpected error: "
+                                                  f"{type(exc).__name__}: {detail}")
+                log.exception("job %s scan %d", job_id, index)
+            job["done"] += 1
+            store.write_job(job)
+    finally:
+        store.drop_uploads(job_id)  # the files as uploaded (DICOM headers) are not kept
+    job["state"] = "done"           # only now: "done" means the uploads are gone
     store.write_job(job)
-    store.drop_uploads(job_id)      # the scans as uploaded (DICOM headers) are not kept
     return job
 
 

@@ -129,22 +129,35 @@
       toggle.addEventListener("change", show);
       show();
     }
-    var slider = $("slice");
-    if (!slider) { return; }
-    var scans = document.querySelectorAll("section.scan"), label = $("slice-label");
-    function go(k) {
-      k = Math.max(1, Math.min(scans.length, k));
-      slider.value = k;
-      for (var i = 0; i < scans.length; i++) { scans[i].classList.toggle("current", i === k - 1); }
-      label.textContent = "Scan " + k + " of " + scans.length;
-    }
-    slider.addEventListener("input", function () { go(Number(slider.value)); });
-    $("prev").addEventListener("click", function () { go(Number(slider.value) - 1); });
-    $("next").addEventListener("click", function () { go(Number(slider.value) + 1); });
+    // One scroller per group (the scans, each DICOM series); the arrow keys move the group
+    // last used (the first one until then).
+    var groups = [], active = null;
+    Array.prototype.forEach.call(document.querySelectorAll(".scroller"), function (box) {
+      var group = box.parentNode, slider = box.querySelector("input.slice");
+      var label = box.querySelector(".slice-label"), unit = box.getAttribute("data-unit") || "Scan";
+      var scans = group.querySelectorAll("section.scan");
+      var g = {
+        slider: slider,
+        go: function (k) {
+          k = Math.max(1, Math.min(scans.length, k));
+          slider.value = k;
+          for (var i = 0; i < scans.length; i++) { scans[i].classList.toggle("current", i === k - 1); }
+          label.textContent = scans[k - 1].getAttribute("data-position") || (unit + " " + k + " of " + scans.length);
+          active = g;
+        }
+      };
+      slider.addEventListener("input", function () { g.go(Number(slider.value)); });
+      box.querySelector(".prev").addEventListener("click", function () { g.go(Number(slider.value) - 1); });
+      box.querySelector(".next").addEventListener("click", function () { g.go(Number(slider.value) + 1); });
+      group.addEventListener("click", function () { active = g; });
+      groups.push(g);
+    });
+    if (!groups.length) { return; }
     document.addEventListener("keydown", function (e) {
-      if (e.target && e.target.tagName === "INPUT" && e.target !== slider) { return; }
-      if (e.key === "ArrowLeft" || e.key === "ArrowUp") { go(Number(slider.value) - 1); e.preventDefault(); }
-      if (e.key === "ArrowRight" || e.key === "ArrowDown") { go(Number(slider.value) + 1); e.preventDefault(); }
+      var g = active || groups[0];
+      if (e.target && e.target.tagName === "INPUT" && e.target !== g.slider) { return; }
+      if (e.key === "ArrowLeft" || e.key === "ArrowUp") { g.go(Number(g.slider.value) - 1); e.preventDefault(); }
+      if (e.key === "ArrowRight" || e.key === "ArrowDown") { g.go(Number(g.slider.value) + 1); e.preventDefault(); }
     });
   }
 
