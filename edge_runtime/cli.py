@@ -18,7 +18,7 @@ COMMANDS = {
     "bench": ("edge_runtime.commands.bench:bench", "Measure latency, memory and size.", None),
     "eval": ("edge_runtime.commands.evaluate:evaluate",
              "Score a bundle on labelled scans or tumour-free scans.", None),
-    "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
+    "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect and trust model bundles.", None),
     "train": ("train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
     "convert": ("convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "
@@ -93,3 +93,7 @@ def main():
 
     Research software: not a medical device, not for diagnosis.
     """
+
+
+if __name__ == "__main__":  # python -m edge_runtime.cli ...
+    main()
