@@ -163,7 +163,13 @@ def display_gray(pixels):
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
         return np.zeros(x.shape, dtype=np.uint8)
-    return (np.clip((x - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out = np.empty(x.shape, dtype=np.uint8)
+    step = max(1, (1 << 22) // max(1, x.shape[-1]))   # row blocks: no full-size temporaries
+    for r0 in range(0, x.shape[0], step):
+        block = x[r0:r0 + step]
+        out[r0:r0 + step] = (np.clip((block - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5
+                             ).astype(np.uint8)
+    return out
 
 
 def outline(mask, thickness=1):
@@ -187,13 +193,14 @@ def make_overlay(pixels, mask, caption=None):
     """The scan in gray with the tumour tinted and outlined -> RGB Pillow image (scan size)."""
     gray = display_gray(pixels)
     mask = np.asarray(mask, dtype=bool)
-    rgb = np.repeat(gray[:, :, None], 3, axis=2).astype(np.float32)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)          # uint8: a third of float32's memory
     if mask.any():
         tint = np.array(TINT_RGB, dtype=np.float32)
-        rgb[mask] = rgb[mask] * (1.0 - TINT_ALPHA) + tint * TINT_ALPHA
+        tinted = rgb[mask].astype(np.float32) * (1.0 - TINT_ALPHA) + tint * TINT_ALPHA
+        rgb[mask] = np.clip(tinted, 0, 255).astype(np.uint8)
         thickness = max(1, round(min(mask.shape) / 256))
         rgb[outline(mask, thickness)] = OUTLINE_RGB
-    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    image = Image.fromarray(rgb, "RGB")
     if caption:
         draw_caption(image, caption)
     return image
