@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # share of --n per image category (generator calls; "variants" gives 7 files a call)
-IMAGE_SHARE = {"variants": 0.05, "nonfinite": 0.06, "truncated": 0.12, "bitflip": 0.2,
-               "header_lies": 0.04, "shapes": 0.1, "modes": 0.1, "multiframe": 0.03,
-               "garbage": 0.06, "names": 0.04, "dicom": 0.07, "special": 0.02}
+IMAGE_SHARE = {"variants": 0.05, "nonfinite": 0.06, "truncated": 0.14, "bitflip": 0.25,
+               "header_lies": 0.04, "shapes": 0.11, "modes": 0.1, "multiframe": 0.03,
+               "garbage": 0.07, "names": 0.04, "dicom": 0.08, "special": 0.02}
 BUNDLE_SHARE = {"bundle_manifest": 0.012, "bundle_zip": 0.01, "bundle_folder": 0.005,
                 "bundle_tflite": 0.004}
 

@@ -332,13 +332,15 @@ def gen_dicom(rng, i):
     elif pick == 4:
         change = {"Rows": int(rng.integers(1, 65536))}
     elif pick == 5:
-        change = {"PixelSpacing": [str(rng.choice(["-1", "0", "nan", "abc"])), "0.5"]}
+        change = {"PixelSpacing": [str(rng.choice(["-1", "0", "nan", "1.2345"])), "0.5"]}
     elif pick == 6:
         change = {"PhotometricInterpretation": str(rng.choice(["MONOCHROME1", "RGB", "XYZ"]))}
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")              # pydicom: "Invalid value for VR DS"
         data, shape = _dicom_bytes(rng, **change)
+    if pick == 5:
+        data = data.replace(b"1.2345", b"abc   ")         # not a number at all
     if pick == 7:
         data = data[:int(rng.integers(0, len(data)))]
     elif pick == 8:
