@@ -82,7 +82,7 @@ def judge_images(cases, paths, rows):
                                 f"scan {tuple(case.shape)}")
             if case.expect == "same":
                 groups[case.group].append((case, mask))
-    for group, members in groups.items():
+    for members in groups.values():
         ref = members[0][1]
         for case, mask in members[1:]:
             if mask.shape != ref.shape or not np.array_equal(mask, ref):
@@ -198,7 +198,7 @@ def run_image_batch(paths, out, timeout, threads=1):
     while todo:
         seen = []
 
-        def on_line(raw):
+        def on_line(raw, seen=seen):
             try:
                 row = json.loads(raw)
             except ValueError:
@@ -240,7 +240,7 @@ def run_bundle_batch(jobs, work, timeout):
         case_file.write_text("".join(json.dumps(j) + "\n" for j in todo))
         current = {}
 
-        def on_line(raw):
+        def on_line(raw, current=current):
             row = json.loads(raw)
             if "start" in row:
                 current["id"] = row["start"]

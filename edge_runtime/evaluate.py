@@ -22,9 +22,7 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
