@@ -21,7 +21,8 @@ never over an input; warnings that libraries raise while a scan is read or segme
 end the batch (the CLI does when stdout is closed); Ctrl-C (``KeyboardInterrupt``) also ends
 it. Either way ``run_batch`` returns what was done, with ``stopped`` saying why and
 ``pending`` listing the paths not processed. Memory does not grow with the number of scans
-(``python -m bench.batch_memory``): nothing per scan is kept but its findings.
+(``python -m bench.batch_memory``): the findings go to ``on_result`` and are not kept; the
+summary keeps each done scan's output paths only.
 """
 
 import warnings
@@ -39,7 +40,7 @@ class StopBatch(Exception):
 
 @dataclass
 class BatchSummary:
-    done: list = field(default_factory=list)      # [(path, findings)] in input order
+    done: list = field(default_factory=list)      # [(path, {"mask", "overlay", "findings"})]
     failed: list = field(default_factory=list)    # [(path, problem)]
     pending: list = field(default_factory=list)   # paths not processed (the batch stopped)
     stopped: str = None                           # None: every path was tried; else why not
@@ -123,7 +124,7 @@ def run_batch(paths, segmenter, out_dir, on_result=None, on_failure=None, on_war
                 if on_failure:
                     on_failure(path, problem)
                 continue
-            summary.done.append((path, findings))
+            summary.done.append((path, findings["outputs"]))   # not the findings: memory
             recorded = True
             if on_warning:
                 for line in notes:

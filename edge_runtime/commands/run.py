@@ -135,8 +135,8 @@ def _report(summary, as_json, stopped_by_stdout):
         _err(f"edge-seg run: the run did not finish: {summary.stopped}")
     else:
         _err("edge-seg run: interrupted: the run did not finish")
-    for path, findings in summary.done:
-        _err(f"  written: {shown(path)} -> {shown(findings['outputs']['findings'])}")
+    for path, outputs in summary.done:
+        _err(f"  written: {shown(path)} -> {shown(outputs['findings'])}")
     if summary.pending:
         first = ", ".join(shown(p) for p in summary.pending[:3])
         more = f" and {len(summary.pending) - 3} more" if len(summary.pending) > 3 else ""
