@@ -1,7 +1,8 @@
 """python -m bench.fuzz: edge-seg against 10,000+ malformed inputs (seeded, reproducible).
 
 Image, DICOM and special-file cases (``bench.fuzz_cases``) are run through the real command,
-``python -m edge_runtime.cli run FILES... --json``, in subprocess batches: each file must
+``edge-seg run FILES... --json`` (``python -m bench.fuzz --cli run ...``: the CLI in a fresh
+process that reports its own peak RSS at exit), in subprocess batches: each file must
 answer with exactly one JSON line (its findings or its one-line error); a batch that prints
 nothing for ``--timeout`` seconds is a hang (the file it was on is recorded, the batch goes on
 after it), a batch that dies from a signal is a crash. Bundle cases are run by a worker
@@ -11,8 +12,9 @@ subprocess that invokes the CLI in process (``run`` without and with ``--allow-u
 Per category the table gives: files, accepted (segmented), refused, the exit codes seen,
 tracebacks (a "Traceback" on stderr, or a scan failed by the runtime's "unexpected error"
 catch-all), hangs, crashes, silent wrong answers (a case accepted that must be refused, a mask
-of the wrong size, or masks that differ between lossless encodings of one scan), and the peak
-RSS of the subprocesses (``wait4``).
+of the wrong size, masks that differ between lossless encodings of one scan, an input without
+an answer line), and the peak RSS of the subprocesses (their own VmHWM; the bundle worker checks
+every bundle of a category in one process, so its peak is that of the whole category).
 
     nice -n 10 python -m bench.fuzz --n 10000 --out bench/results
 """
@@ -153,6 +155,37 @@ def _env():
     return env
 
 
+PEAK_TAG = "FUZZ-PEAK-KB"
+
+
+def _print_peak():
+    """At exit: this process's own peak RSS (VmHWM) on stderr. (``wait4``'s ru_maxrss would
+    include the parent's RSS at fork time, which survives the exec on Linux.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    sys.stderr.write(f"{PEAK_TAG} {line.split()[1]}\n")
+                    sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def run_cli(argv):
+    """``--cli ARGS``: ``edge-seg ARGS`` in this process, reporting its peak RSS at exit."""
+    import atexit
+    atexit.register(_print_peak)
+    from edge_runtime.cli import main as cli_main
+    cli_main(argv, prog_name="edge-seg")
+
+
+def _peak_mb(err, fallback):
+    for line in reversed(err.splitlines()):
+        if line.startswith(PEAK_TAG):
+            return int(line.split()[1]) / 1024
+    return fallback
+
+
 def _stream(cmd, on_line, timeout):
     """Run ``cmd``; call ``on_line`` per stdout line; kill it when no line comes for
     ``timeout`` s -> (exit status or "hang", stderr text, peak RSS in MB)."""
@@ -187,8 +220,8 @@ def _stream(cmd, on_line, timeout):
     proc.returncode = code
     for t in threads:
         t.join(10)
-    return (status or code), (errs[0].decode("utf-8", "replace") if errs else ""), \
-        usage.ru_maxrss / 1024
+    err = errs[0].decode("utf-8", "replace") if errs else ""
+    return (status or code), err, _peak_mb(err, usage.ru_maxrss / 1024)
 
 
 def run_image_batch(paths, out, timeout, threads=1):
@@ -205,7 +238,7 @@ def run_image_batch(paths, out, timeout, threads=1):
                 return
             rows[row["source"]] = row
             seen.append(row["source"])
-        cmd = [sys.executable, "-m", "edge_runtime.cli", "run", *todo, "--json", "--out",
+        cmd = [sys.executable, "-m", "bench.fuzz", "--cli", "run", *todo, "--json", "--out",
                str(out), "--threads", str(threads)]
         status, err, rss = _stream(cmd, on_line, timeout)
         done = set(seen)
@@ -222,7 +255,9 @@ def run_image_batch(paths, out, timeout, threads=1):
 
 def bundle_worker(case_file):
     """``--worker CASES.jsonl``: check each bundle case, one JSON line each, flushed."""
+    import atexit
     import warnings
+    atexit.register(_print_peak)
     warnings.simplefilter("ignore")
     for line in Path(case_file).read_text().splitlines():
         job = json.loads(line)
@@ -285,6 +320,9 @@ def _row(category, c, codes, rss):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--cli"]:
+        return run_cli(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10000, help="inputs in all (about)")
