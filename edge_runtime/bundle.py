@@ -14,18 +14,25 @@ min_area_fraction, min_peak_probability (new in schema 2; absent = 0, no peak fi
 ...}, interpreters_verified, model_sha256, created, edge_seg_version. Required:
 ``REQUIRED_KEYS``; the rest are informational but type-checked when present.
 
-Loading trusts nothing: archive members must be exactly the three names (no absolute paths,
-``..``, symlinks, directories, duplicates or encryption), sizes are bounded before and while
-reading, the manifest is plain JSON (nothing is unpickled), its schema is validated, and
-``model.tflite`` must match ``model_sha256``. Every refusal is a one-line ``BundleError``.
-A bare ``.tflite`` can be loaded for experiments (with a warning), with the run settings
-given as overrides.
+Loading trusts nothing: archive members (or the files of an unpacked folder) must be exactly
+the three names (no other file, absolute paths, ``..``, symlinks, directories, duplicates or
+encryption), sizes are bounded before and while reading, only regular files are opened (a FIFO
+named ``model.zip`` is refused, not read), the manifest is strict JSON (no duplicate keys, no
+NaN/Infinity, integers of at most ``MAX_JSON_INT_DIGITS`` digits, nesting of at most
+``MAX_JSON_DEPTH``; nothing is unpickled), its schema is validated, and ``model.tflite`` must
+match ``model_sha256``. Every refusal is a one-line ``BundleError``. A bare ``.tflite`` can be
+loaded for experiments (with a warning), with the run settings given as overrides.
+
+Integrity against tampering is not the job of ``model_sha256`` (whoever edits the manifest can
+recompute it) but of ``Bundle.digest``, a sha256 over every member, which the commands check
+against a trust list (``edge_runtime.trust``).
 """
 
 import datetime
 import hashlib
 import io
 import json
+import os
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -36,6 +43,7 @@ from edge_runtime.errors import BundleError
 from edge_runtime.formats import get_format
 from edge_runtime.outputs import atomic_write_bytes
 from edge_runtime.preprocess import Preprocessing
+from edge_runtime.safeio import NotRegularFileError, open_regular, read_regular, shown
 
 SCHEMA_VERSION = 2
 # Versions this runtime reads. 2 added min_peak_probability: a runtime that reads only 1
@@ -51,6 +59,8 @@ MAX_TOTAL_BYTES = MAX_MODEL_BYTES + 2 * MAX_TEXT_BYTES
 MEMBER_LIMITS = {MODEL_NAME: MAX_MODEL_BYTES, MANIFEST_NAME: MAX_TEXT_BYTES,
                  CARD_NAME: MAX_TEXT_BYTES}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)             # fixed member dates: same inputs, same bytes
+MAX_JSON_DEPTH = 32                          # nesting of objects/lists in a manifest
+MAX_JSON_INT_DIGITS = 64                     # digits of one integer in a manifest
 
 # key -> allowed JSON types
 REQUIRED_KEYS = {
@@ -90,6 +100,7 @@ class Bundle:
     model_card: str = field(default="", repr=False)
     kind: str = "zip"                      # "zip", "folder" or "tflite"
     warnings: list = field(default_factory=list)
+    digest: str = ""                       # bundle_digest of its members (what trust pins)
 
     @property
     def preprocessing(self):
@@ -131,6 +142,80 @@ def default_bundle_path():
 
 def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def bundle_digest(members):
+    """{member name: bytes} -> the bundle's digest: the sha256 of the lines
+    ``"<sha256 of member>  <name>\\n"`` in sorted name order (``sha256sum`` output, so
+    ``sha256sum MODEL_CARD.md manifest.json model.tflite | sha256sum`` in an unpacked bundle
+    gives the same value). A zip and its unpacked folder have the same digest; a bare
+    ``.tflite`` is the one member ``model.tflite``. Changing any byte of any member (the
+    manifest included) changes it."""
+    lines = "".join(f"{sha256_hex(members[name])}  {name}\n" for name in sorted(members))
+    return sha256_hex(lines.encode("utf-8"))
+
+
+class _StrictJSON:
+    def __init__(self, where, what):
+        self.where, self.what = where, what
+
+    def fail(self, problem):
+        raise BundleError(f"{self.where}: {self.what} {problem}")
+
+    def pairs(self, items):
+        out = {}
+        for key, value in items:
+            if key in out:
+                self.fail(f"has the key {shown(key)} twice (duplicate JSON keys are refused)")
+            out[key] = value
+        return out
+
+    def integer(self, text):
+        if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+            self.fail(f"has an integer of {len(text.lstrip('-'))} digits; the limit is "
+                      f"{MAX_JSON_INT_DIGITS}")
+        return int(text)
+
+    def constant(self, name):
+        self.fail(f"contains {name}, which is not JSON")
+
+
+def _depth(value):
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_json_strict(raw, where, what=MANIFEST_NAME):
+    """Bytes of a small JSON document from an untrusted source -> the value.
+
+    Refused (``BundleError``, one line, naming ``where`` and ``what``): not UTF-8, not JSON,
+    duplicate keys, NaN/Infinity, an integer of more than ``MAX_JSON_INT_DIGITS`` digits,
+    nesting deeper than ``MAX_JSON_DEPTH``."""
+    strict = _StrictJSON(where, what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        strict.fail("is not valid JSON (not UTF-8 text)")
+    try:
+        value = json.loads(text, object_pairs_hook=strict.pairs, parse_int=strict.integer,
+                           parse_constant=strict.constant)
+    except json.JSONDecodeError as exc:
+        strict.fail(f"is not valid JSON ({exc})")
+    except RecursionError:
+        strict.fail(f"is nested too deeply (the limit is {MAX_JSON_DEPTH})")
+    except ValueError as exc:  # e.g. Python's own integer string limit
+        strict.fail(f"cannot be read ({' '.join(str(exc).split())[:120]})")
+    if _depth(value) > MAX_JSON_DEPTH:
+        strict.fail(f"is nested too deeply (the limit is {MAX_JSON_DEPTH})")
+    return value
 
 
 def io_spec(input_size):
@@ -235,11 +320,7 @@ def _check_model_bytes(where, model_bytes, manifest=None):
 
 
 def _parse_manifest(where, raw):
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{where}: {MANIFEST_NAME} is not valid JSON ({exc})") from None
-    return validate_manifest(manifest, where)
+    return validate_manifest(parse_json_strict(raw, where, MANIFEST_NAME), where)
 
 
 # ---------------------------------------------------------------------- reading
@@ -247,17 +328,17 @@ def _parse_manifest(where, raw):
 def _safe_member_name(where, info):
     name = info.filename
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise BundleError(f"{where}: archive member {name!r} has an absolute path")
+        raise BundleError(f"{where}: archive member {shown(name)} has an absolute path")
     parts = name.replace("\\", "/").split("/")
     if ".." in parts:
-        raise BundleError(f"{where}: archive member {name!r} escapes the archive ('..')")
+        raise BundleError(f"{where}: archive member {shown(name)} escapes the archive ('..')")
     mode = (info.external_attr >> 16) & 0o170000
     if mode == stat.S_IFLNK:
-        raise BundleError(f"{where}: archive member {name!r} is a symbolic link")
+        raise BundleError(f"{where}: archive member {shown(name)} is a symbolic link")
     if info.is_dir() or (mode and mode != stat.S_IFREG):
-        raise BundleError(f"{where}: archive member {name!r} is not a regular file")
+        raise BundleError(f"{where}: archive member {shown(name)} is not a regular file")
     if name not in MEMBERS:
-        raise BundleError(f"{where}: unexpected archive member {name!r}; "
+        raise BundleError(f"{where}: unexpected archive member {shown(name)}; "
                           f"allowed: {', '.join(MEMBERS)}")
     if info.flag_bits & 0x1:
         raise BundleError(f"{where}: archive member {name!r} is encrypted")
@@ -268,18 +349,33 @@ def _safe_member_name(where, info):
 
 
 def _read_zip(path):
-    where = str(path)
-    if not zipfile.is_zipfile(path):
-        raise BundleError(f"{where}: not a zip archive (truncated or not a bundle)")
+    where = shown(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        fh = open_regular(path)
+    except NotRegularFileError as exc:
+        raise BundleError(f"{where}: {exc.problem}; refused without reading it") from None
+    except PermissionError:
+        raise
+    except OSError as exc:
+        raise BundleError(f"{where}: cannot open ({exc.strerror or exc})") from None
+    with fh:
+        return _read_zip_file(where, fh)
+
+
+def _read_zip_file(where, fh):
+    if not zipfile.is_zipfile(fh):
+        raise BundleError(f"{where}: not a zip archive (truncated or not a bundle)")
+    fh.seek(0)
+    try:
+        with zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()
             for info in infos:
                 _safe_member_name(where, info)
             names = [i.filename for i in infos]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise BundleError(f"{where}: duplicate archive members {dupes}")
+                raise BundleError(f"{where}: duplicate archive members "
+                                  f"{', '.join(map(shown, dupes))}")
             missing = [m for m in MEMBERS if m not in names]
             if missing:
                 raise BundleError(f"{where}: bundle is missing {', '.join(missing)}")
@@ -306,35 +402,54 @@ def _read_zip(path):
 
 
 def _read_folder(path):
-    where = str(path)
+    """An unpacked bundle: exactly the three member files, like a zip (anything else in the
+    folder, hidden files included, is refused)."""
+    where = shown(path)
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError as exc:
+        raise BundleError(f"{where}: cannot list bundle folder ({exc.strerror or exc})") from None
+    extra = [e for e in entries if e not in MEMBERS]
+    if extra:
+        raise BundleError(f"{where}: unexpected file {shown(extra[0])} in the bundle folder"
+                          f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}; "
+                          f"allowed: {', '.join(MEMBERS)}")
     data = {}
     for name in MEMBERS:
         member = path / name
         if member.is_symlink():
             raise BundleError(f"{where}: {name} is a symbolic link")
-        if not member.is_file():
+        if not member.exists():
             raise BundleError(f"{where}: bundle folder is missing {name}")
-        size = member.stat().st_size
-        if size > MEMBER_LIMITS[name]:
-            raise BundleError(f"{where}: {name} is {size} bytes; the limit is {MEMBER_LIMITS[name]}")
         try:
-            data[name] = member.read_bytes()
+            data[name] = read_regular(member, MEMBER_LIMITS[name])
+        except NotRegularFileError as exc:
+            raise BundleError(f"{where}: {name} {exc.problem}; refused without reading it"
+                              ) from None
+        except ValueError as exc:
+            raise BundleError(f"{where}: {name} {exc}") from None
         except OSError as exc:
             raise BundleError(f"{where}: cannot read {name} ({exc.strerror or exc})") from None
     return data
 
 
 def _bare_tflite(path, overrides):
-    where = str(path)
-    size = path.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise BundleError(f"{where}: model is {size} bytes; the limit is {MAX_MODEL_BYTES}")
-    model_bytes = path.read_bytes()
+    where = shown(path)
+    try:
+        model_bytes = read_regular(path, MAX_MODEL_BYTES)
+    except NotRegularFileError as exc:
+        raise BundleError(f"{where}: {exc.problem}; refused without reading it") from None
+    except ValueError as exc:
+        raise BundleError(f"{where}: model {exc}") from None
+    except PermissionError:
+        raise
+    except OSError as exc:
+        raise BundleError(f"{where}: cannot read ({exc.strerror or exc})") from None
     _check_model_bytes(where, model_bytes)
     input_size = overrides.get("input_size")
     if input_size is None:  # read it from the model itself
         from edge_runtime.interpreter import input_shape, make_interpreter
-        shape = input_shape(make_interpreter(model_bytes, threads=1))
+        shape = input_shape(make_interpreter(model_bytes, threads=1, label=path))
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
             raise BundleError(f"{where}: model input shape {shape} is not (1, S, S, 1)")
         input_size = shape[1]
@@ -360,7 +475,8 @@ def _bare_tflite(path, overrides):
                f"threshold {manifest['threshold']}, min_area_fraction "
                f"{manifest['min_area_fraction']}, min_peak_probability "
                f"{manifest['min_peak_probability']} come from flags/defaults, not from training")
-    return Bundle(path, manifest, model_bytes, "", "tflite", [warning])
+    return Bundle(path, manifest, model_bytes, "", "tflite", [warning],
+                  bundle_digest({MODEL_NAME: model_bytes}))
 
 
 RUN_OVERRIDES = ("threshold", "min_area_fraction", "min_peak_probability")
@@ -387,7 +503,7 @@ def load_bundle(path=None, **overrides):
             raise BundleError(f"no default model bundle is installed ({path} does not exist); "
                               "pass one with --bundle PATH")
     path = Path(path)
-    where = str(path)
+    where = shown(path)
     if not path.exists():
         raise BundleError(f"{where}: bundle not found")
     if path.is_symlink() and path.is_dir():
@@ -414,8 +530,8 @@ def load_bundle(path=None, **overrides):
         card = data[CARD_NAME].decode("utf-8")
     except UnicodeDecodeError:
         raise BundleError(f"{where}: {CARD_NAME} is not UTF-8 text") from None
-    return _apply_run_overrides(Bundle(path, manifest, data[MODEL_NAME], card, kind),
-                                overrides, bare=False)
+    return _apply_run_overrides(Bundle(path, manifest, data[MODEL_NAME], card, kind,
+                                       digest=bundle_digest(data)), overrides, bare=False)
 
 
 def _apply_run_overrides(bundle, overrides, bare):
@@ -429,8 +545,8 @@ def _apply_run_overrides(bundle, overrides, bare):
             changed.append(f"{key} {current} -> {value}")
         bundle.manifest[key] = float(value)
     if changed:
-        validate_manifest(bundle.manifest, str(bundle.path))
-        bundle.warnings.append(f"{bundle.path}: overriding the bundle's verified "
+        validate_manifest(bundle.manifest, shown(bundle.path))
+        bundle.warnings.append(f"{shown(bundle.path)}: overriding the bundle's verified "
                                f"{', '.join(changed)}")
     return bundle
 

@@ -347,13 +347,10 @@ def write_site_bundle(bundle, result, out, name=None):
                         site_model_card(bundle, result))
 
 
-def trust_site_bundle(path):
+def trust_site_bundle(path, trust_file=None):
     """Make a newly written site bundle trusted, through the same mechanism as every other
-    bundle (``edge_runtime.trust.trust_bundle``, being added on another branch). Returns what
-    that returns, or None where this install has no trust list yet. The one place to wire
-    it: ``edge-seg calibrate`` calls this after writing the bundle."""
-    try:
-        from edge_runtime.trust import trust_bundle
-    except ImportError:
-        return None
-    return trust_bundle(path)
+    bundle (``edge_runtime.trust.trust_bundle``: its digest into the trust list) -> (digest,
+    trust list path). ``edge-seg calibrate`` calls this after writing the bundle: the site
+    bundle is made from a trusted one by this package, on this machine."""
+    from edge_runtime.trust import trust_bundle
+    return trust_bundle(path, trust_file)

@@ -18,7 +18,7 @@ COMMANDS = {
     "bench": ("edge_runtime.commands.bench:bench", "Measure latency, memory and size.", None),
     "eval": ("edge_runtime.commands.evaluate:evaluate",
              "Score a bundle on labelled scans or tumour-free scans.", None),
-    "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect model bundles.", None),
+    "bundle": ("edge_runtime.commands.bundle:bundle", "Inspect and trust model bundles.", None),
     "calibrate": ("edge_runtime.commands.calibrate:calibrate", "Check a bundle on a site's tumour-free scans and write a site bundle.", None),
     "serve": ("edge_runtime.commands.serve:serve",
               "A browser page for clinic staff: drop in scans, see the result "
@@ -101,5 +101,5 @@ def main():
     """
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m edge_runtime.cli ...
     main()

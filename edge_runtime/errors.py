@@ -7,6 +7,8 @@ EXIT_USAGE = 2          # bad command line (click's own usage errors also exit 2
 EXIT_BUNDLE = 3         # the model bundle is missing, tampered, unknown or cannot be loaded
 EXIT_MISSING_EXTRA = 4  # the command needs an optional extra that is not installed
 EXIT_GATE = 5           # convert: the converted model lost more accuracy than allowed
+EXIT_INCOMPLETE = 6     # the run did not finish: stdout closed or full (what was done: stderr)
+EXIT_INTERRUPTED = 130  # interrupted (Ctrl-C / SIGINT); a summary of what was done on stderr
 
 
 class EdgeSegError(Exception):

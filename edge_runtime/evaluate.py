@@ -22,9 +22,7 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -585,20 +583,11 @@ def evaluate_bundle(bundle, samples, threads=None, progress=False, limit=None):
 # ---------------------------------------------------------------- writing results
 
 def _atomic_write_text(path, text):
+    """Write UTF-8 ``text`` atomically (``outputs.atomic_write_bytes``), creating the folder."""
+    from edge_runtime.outputs import atomic_write_bytes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _csv_value(v):

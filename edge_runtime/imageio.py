@@ -18,20 +18,35 @@ is inverted so that bright means dense as in MONOCHROME2, and PixelSpacing becom
 ``Scan.spacing_mm``. Multi-frame DICOM is refused (export single slices).
 
 Limits (each failure is an ``InputImageError`` naming the file and the problem):
+- anything that is not a regular file (FIFO, device, socket, folder; also through a symbolic
+  link) is refused before it is opened for reading (``edge_runtime.safeio``);
 - empty files, unreadable files, anything Pillow/pydicom cannot decode, truncated files;
 - scans smaller than ``MIN_SIDE`` pixels on a side;
 - images over ``MAX_PIXELS`` pixels (decompression bombs; checked from the header before
-  decoding, and Pillow's own DecompressionBombWarning/Error count as failures).
+  decoding, and Pillow's own DecompressionBombWarning/Error count as failures);
+- images whose long side is more than ``MAX_ASPECT`` times the short side (checked from the
+  header: such a strip is not a scan, and the letterbox would squash it to a few rows);
+- multi-frame images (animated PNG/GIF/WebP, multi-page TIFF, multi-frame DICOM): refused,
+  export single slices;
+- scans with a NaN or infinite pixel (float TIFF, DICOM with a float rescale): refused, since
+  the percentile normalisation would silently turn such a scan into "no tumour found".
+
+EXIF orientation (JPEG/TIFF/WebP from a camera or a phone) is applied, so the mask matches
+the image as a viewer shows it; ``Scan.warnings`` says so. Warnings raised by Pillow, numpy or
+pydicom while a file is read (e.g. "Corrupt EXIF data") are caught and kept, one line each, in
+``Scan.warnings`` instead of reaching the terminal unnamed.
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edge_runtime.errors import InputImageError
+from edge_runtime.preprocess import MAX_ASPECT
+from edge_runtime.safeio import NotRegularFileError, one_line, open_regular
 
 MIN_SIDE = 16                 # pixels: smaller scans are refused
 MAX_PIXELS = 40_000_000       # pixels (e.g. 6300 x 6300): larger images are refused
@@ -45,6 +60,7 @@ class Scan:
     spacing_mm: tuple = None      # (row, column) pixel spacing in mm when known (DICOM)
     source_format: str = ""       # e.g. "PNG", "JPEG", "DICOM"
     source_mode: str = ""         # e.g. "L", "I;16", "RGB", "MONOCHROME2"
+    warnings: list = field(default_factory=list)   # one line each (library warnings, EXIF)
 
     @property
     def height(self):
@@ -75,8 +91,9 @@ def pil_to_gray(img):
 
 
 def _open_binary(path):
-    """Open a file for reading (a seam for tests that simulate permission errors)."""
-    return open(path, "rb")
+    """Open a regular file for reading (a seam for tests that simulate permission errors);
+    refuses FIFOs, devices and sockets without reading (``safeio.open_regular``)."""
+    return open_regular(path)
 
 
 def _check_size(path, width, height, max_pixels):
@@ -87,6 +104,28 @@ def _check_size(path, width, height, max_pixels):
     if min(width, height) < MIN_SIDE:
         raise InputImageError(
             path, f"image too small: {width}x{height} px; minimum is {MIN_SIDE}x{MIN_SIDE}")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputImageError(
+            path, f"extreme aspect ratio: {width}x{height} px; the long side may be at most "
+                  f"{MAX_ASPECT} times the short side")
+
+
+def _check_finite(path, arr):
+    if arr.dtype.kind == "f":
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise InputImageError(
+                path, f"{bad} of {arr.size} pixels are not finite numbers (NaN or infinity); "
+                      "refused, since the result would be meaningless")
+
+
+def _warning_lines(caught):
+    lines = []
+    for w in caught:
+        line = f"{w.category.__name__}: {one_line(w.message, 200)}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _is_dicom(path, head):
@@ -137,26 +176,46 @@ def _load_dicom(path, fh, max_pixels):
             spacing = None
         if spacing is not None and not (spacing[0] > 0 and spacing[1] > 0):
             spacing = None
-    return Scan(path, np.ascontiguousarray(arr), spacing, "DICOM", photometric)
+    arr = np.ascontiguousarray(arr)
+    _check_finite(path, arr)
+    return Scan(path, arr, spacing, "DICOM", photometric)
 
 
 def _short(exc):
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
+    return one_line(exc, 200) or type(exc).__name__
+
+
+def _orientation(img):
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - corrupt EXIF: treated as no orientation
+        return 1
 
 
 def load_scan(path, max_pixels=MAX_PIXELS):
     """Read one image or DICOM file into a ``Scan``; raises ``InputImageError`` naming the file."""
     path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan = _load(path, max_pixels)
+    scan.warnings = _warning_lines(caught) + scan.warnings
+    return scan
+
+
+def _load(path, max_pixels):
     if not path.exists():
         raise InputImageError(path, "no such file")
     if path.is_dir():
         raise InputImageError(path, "is a folder, not an image file")
     try:
         fh = _open_binary(path)
+    except NotRegularFileError as exc:
+        raise InputImageError(path, f"{exc.problem}; refused without reading it") from None
     except PermissionError:
         raise InputImageError(path, "cannot open: permission denied") from None
     except OSError as exc:
         raise InputImageError(path, f"cannot open ({exc.strerror or _short(exc)})") from None
+    notes = []
     with fh:
         try:
             head = fh.read(132)
@@ -172,9 +231,21 @@ def load_scan(path, max_pixels=MAX_PIXELS):
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(fh) as img:
                     _check_size(path, img.width, img.height, max_pixels)
+                    frames = int(getattr(img, "n_frames", 1) or 1)
+                    if frames > 1:
+                        raise InputImageError(
+                            path, f"multi-frame image ({frames} frames) is not supported; "
+                                  "export single slices")
                     img.load()
                     fmt = img.format or ""
                     mode = img.mode
+                    orientation = _orientation(img)
+                    if orientation != 1:
+                        turned = ImageOps.exif_transpose(img)
+                        if turned is not None and turned is not img:
+                            img = turned
+                        notes.append(f"EXIF orientation {orientation} applied: the mask is "
+                                     "in the orientation a viewer shows")
                     pixels = pil_to_gray(img)
         except InputImageError:
             raise
@@ -192,4 +263,5 @@ def load_scan(path, max_pixels=MAX_PIXELS):
             raise InputImageError(path, f"cannot read image ({msg})") from None
     if pixels.ndim != 2:
         raise InputImageError(path, f"unsupported image layout {pixels.shape}")
-    return Scan(path, pixels, None, fmt, mode)
+    _check_finite(path, pixels)
+    return Scan(path, pixels, None, fmt, mode, notes)

@@ -138,30 +138,39 @@ def _filtered_native_stderr():
                     pass
 
 
-def make_interpreter(model, threads=None):
+def make_interpreter(model, threads=None, label=None):
     """A ready (tensors allocated) TFLite interpreter for ``model``.
 
     ``model`` is a path to a .tflite file or the model's bytes. ``threads`` is a positive
     integer or None for ``default_threads()``. XNNPACK stays on (default op resolver).
-    Raises ``BundleError`` when the model cannot be loaded.
+    ``label`` names the model in errors (default: the path, or "model bytes").
+    Raises ``BundleError`` (naming the model) when the model cannot be loaded; a path that is
+    not a regular file (a FIFO) is refused without being opened.
     """
     if threads is None:
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     cls, _package, _version = _select_backend()
+    from edge_runtime.safeio import NotRegularFileError, check_regular, one_line, shown
     if isinstance(model, (bytes, bytearray, memoryview)):
         kwargs = {"model_content": bytes(model)}
-        label = "model bytes"
+        label = shown(label) if label is not None else "model bytes"
     else:
+        label = shown(label if label is not None else model)
+        try:
+            check_regular(model)
+        except NotRegularFileError as exc:
+            raise BundleError(f"{label}: {exc.problem}; refused without reading it") from None
+        except OSError as exc:
+            raise BundleError(f"{label}: cannot open the model ({exc.strerror or exc})") from None
         kwargs = {"model_path": os.fspath(model)}
-        label = os.fspath(model)
     try:
         with _filtered_native_stderr():
             interp = cls(num_threads=threads, **kwargs)
             interp.allocate_tensors()
     except Exception as exc:  # noqa: BLE001 - interpreter errors are RuntimeError/ValueError
-        msg = " ".join(str(exc).split())[:300]
+        msg = one_line(exc, 300)
         raise BundleError(f"{label}: the TFLite interpreter cannot load the model ({msg})") from None
     return interp
 

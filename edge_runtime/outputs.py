@@ -2,7 +2,11 @@
 
 Every file is written to a temporary file in its own folder and moved into place with
 ``os.replace``: a crash or a full disk leaves either the old file or the new one, never a
-partial file, and no temporary file is left behind.
+partial file, and no temporary file is left behind. Temporary names are
+``.<name, cut to fit>.<8 random characters>.edge-seg.tmp`` and never longer than 255 bytes
+when the final name fits; a run killed with SIGKILL can still leave one, and
+``remove_stale_temporaries`` (called by ``batch.run_batch`` on its output folder) removes
+files of exactly that pattern, in that folder only, once they are ``STALE_SECONDS`` old.
 
 Per scan, into the output folder (``<stem>`` from ``output_stems``):
 - ``<stem>_mask.png``: 8-bit, 0 = background, 255 = tumour, the scan's own size;
@@ -14,7 +18,10 @@ Per scan, into the output folder (``<stem>`` from ``output_stems``):
 import io
 import json
 import os
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +37,12 @@ TINT_ALPHA = 0.30
 OUTLINE_RGB = (255, 32, 32)
 
 _UMASK = None
+
+TEMP_SUFFIX = ".edge-seg.tmp"
+MAX_NAME_BYTES = 255                 # a file name on ext4, btrfs, xfs, tmpfs, FAT (in UTF-16)
+_TEMP_RANDOM = 8                     # characters tempfile.mkstemp adds
+_TEMP_PATTERN = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + r"\Z", re.DOTALL)
+STALE_SECONDS = 60                   # a temporary file this old belongs to no live write
 
 
 def _file_mode():
@@ -47,10 +60,45 @@ def _remove_quietly(path):
         pass
 
 
+def temp_prefix(name):
+    """The temporary-name prefix for a final file ``name``: ``.<name>.``, the name cut (by
+    bytes) so that the whole temporary name stays within ``MAX_NAME_BYTES``."""
+    room = MAX_NAME_BYTES - _TEMP_RANDOM - len(TEMP_SUFFIX) - 2
+    raw = os.fsencode(name)[:room]
+    return "." + os.fsdecode(raw) + "."
+
+
+def remove_stale_temporaries(folder, older_than=STALE_SECONDS):
+    """Remove this module's temporary files (the ``.*.XXXXXXXX.edge-seg.tmp`` pattern only)
+    left in ``folder`` itself (not its sub-folders) by a killed run -> the removed paths.
+
+    Only regular files at least ``older_than`` seconds old are touched, so a write in
+    progress in another run is left alone; anything else in the folder is never touched."""
+    removed = []
+    now = time.time()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMP_PATTERN.match(name):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= older_than:
+                os.unlink(path)
+                removed.append(Path(path))
+        except OSError:
+            continue
+    return removed
+
+
 def _stage(path, data):
     """Write ``data`` to a new temporary file next to ``path`` -> the temporary file's name."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX,
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -115,7 +163,13 @@ def display_gray(pixels):
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
         return np.zeros(x.shape, dtype=np.uint8)
-    return (np.clip((x - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out = np.empty(x.shape, dtype=np.uint8)
+    step = max(1, (1 << 22) // max(1, x.shape[-1]))   # row blocks: no full-size temporaries
+    for r0 in range(0, x.shape[0], step):
+        block = x[r0:r0 + step]
+        out[r0:r0 + step] = (np.clip((block - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5
+                             ).astype(np.uint8)
+    return out
 
 
 def outline(mask, thickness=1):
@@ -139,13 +193,14 @@ def make_overlay(pixels, mask, caption=None):
     """The scan in gray with the tumour tinted and outlined -> RGB Pillow image (scan size)."""
     gray = display_gray(pixels)
     mask = np.asarray(mask, dtype=bool)
-    rgb = np.repeat(gray[:, :, None], 3, axis=2).astype(np.float32)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)          # uint8: a third of float32's memory
     if mask.any():
         tint = np.array(TINT_RGB, dtype=np.float32)
-        rgb[mask] = rgb[mask] * (1.0 - TINT_ALPHA) + tint * TINT_ALPHA
+        tinted = rgb[mask].astype(np.float32) * (1.0 - TINT_ALPHA) + tint * TINT_ALPHA
+        rgb[mask] = np.clip(tinted, 0, 255).astype(np.uint8)
         thickness = max(1, round(min(mask.shape) / 256))
         rgb[outline(mask, thickness)] = OUTLINE_RGB
-    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    image = Image.fromarray(rgb, "RGB")
     if caption:
         draw_caption(image, caption)
     return image

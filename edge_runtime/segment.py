@@ -11,6 +11,7 @@ from edge_runtime.interpreter import input_shape, make_interpreter, run_model
 from edge_runtime.postprocess import findings as mask_findings
 from edge_runtime.postprocess import postprocess
 from edge_runtime.preprocess import prepare_image, restore
+from edge_runtime.safeio import shown
 
 
 @dataclass
@@ -33,11 +34,12 @@ class Segmenter:
         self.threshold = bundle.threshold
         self.min_area_fraction = bundle.min_area_fraction
         self.min_peak_probability = bundle.min_peak_probability
-        self.interpreter = make_interpreter(bundle.model_bytes, threads=threads)
+        self.interpreter = make_interpreter(bundle.model_bytes, threads=threads,
+                                            label=bundle.path)
         shape = input_shape(self.interpreter)
         size = self.spec.input_size
         if shape != (1, size, size, 1):
-            raise BundleError(f"{bundle.path}: model input shape {shape} does not match the "
+            raise BundleError(f"{shown(bundle.path)}: model input shape {shape} does not match the "
                               f"manifest's input size {size} (expected (1, {size}, {size}, 1))")
 
     def predict(self, gray):

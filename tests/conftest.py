@@ -5,10 +5,19 @@ from pathlib import Path
 import pytest
 
 TINY_SIZE = 64
-
-
 FIXTURES = Path(__file__).with_name("fixtures")
 TINY_TFLITE = FIXTURES / f"tiny_{TINY_SIZE}.tflite"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trust_file(tmp_path_factory):
+    """Every test uses its own trust list (EDGE_SEG_TRUST), never the user's: the bundles
+    the fixtures build are trusted there; any other bundle is untrusted unless a test trusts
+    it (``edge_runtime.trust.trust_bundle``) or passes --allow-untrusted."""
+    path = tmp_path_factory.mktemp("trust") / "trusted.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGE_SEG_TRUST", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +36,11 @@ def tiny_bundle(tiny_tflite_bytes, tmp_path_factory):
     manifest = make_manifest("tiny-test", "fp32", Preprocessing(input_size=TINY_SIZE),
                              threshold=0.5, min_area_fraction=0.002, variant="tiny",
                              preset="test", interpreters_verified=["ai-edge-litert"])
+    from edge_runtime.trust import trust_bundle
     path = tmp_path_factory.mktemp("bundle") / "tiny.zip"
-    return write_bundle(path, tiny_tflite_bytes, manifest, "# tiny-test\n\nA test model.\n")
+    write_bundle(path, tiny_tflite_bytes, manifest, "# tiny-test\n\nA test model.\n")
+    trust_bundle(path)
+    return path
 
 
 def _write_figshare(root, scans):

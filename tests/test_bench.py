@@ -99,7 +99,7 @@ def test_cli_bench_json_csv_and_a_failing_model(tiny_bundle, tiny_tflite_bytes, 
     r = CliRunner().invoke(main, [
         "bench", str(tiny_bundle), str(broken), str(bare), "--threads", "1,2", "--runs", "3",
         "--warmup", "1", "--image", str(scan_png), "--json", str(out_json),
-        "--csv", str(out_csv), "-q"])
+        "--csv", str(out_csv), "-q", "--allow-untrusted"])   # the bare .tflite is untrusted
     assert r.exit_code == 1, r.output                   # one model failed
     assert "FAILED" in r.output and "not a zip archive" in r.output
     assert "machine:" in r.output and "p99" in r.output

@@ -226,7 +226,8 @@ def test_cli_bundle_info(tiny_bundle, tmp_path):
     assert "Traceback" not in bad.output
 
 
-@pytest.mark.parametrize("args", [["bundle", "--help"], ["bundle", "info", "--help"]])
+@pytest.mark.parametrize("args", [["bundle", "--help"], ["bundle", "info", "--help"],
+                                  ["bundle", "trust", "--help"]])
 def test_help(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "Usage" in result.output

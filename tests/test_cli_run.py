@@ -215,10 +215,13 @@ def test_bare_tflite_with_flags_warns(tmp_path, tiny_tflite_bytes):
     m.write_bytes(tiny_tflite_bytes)
     p = tmp_path / "s.png"
     Image.fromarray(scan_with_blob(64, 64)).save(p)
-    result = run_cli(p, "--bundle", m, "--input-size", 64, "--threshold", 0.4,
-                     "--out", tmp_path / "out")
+    args = (p, "--bundle", m, "--input-size", 64, "--threshold", 0.4, "--out", tmp_path / "out")
+    refused = run_cli(*args)                    # a bare .tflite is not trusted either
+    assert refused.exit_code == EXIT_BUNDLE and "not trusted" in refused.output
+    result = run_cli(*args, "--allow-untrusted")
     assert result.exit_code == EXIT_OK, result.output
     assert "warning:" in result.output and "bare .tflite" in result.output
+    assert "UNTRUSTED" in result.output
 
 
 def test_peak_filter_override_drops_a_region_never_that_sure(tmp_path, tiny_bundle):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, EdgeSegError
+from edge_runtime.commands.options import trust_options
+from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, BundleError, EdgeSegError
 
 
 def parse_threads(text):
@@ -47,15 +48,34 @@ def _not_an_option(ctx, param, value):
     return value
 
 
+def check_trusted(models, allow_untrusted, trust_file):
+    """Refuse (``UntrustedBundleError``) the first model that loads but is not trusted; a model
+    that does not load is left to its FAILED row."""
+    from edge_runtime.safeio import one_line
+    from edge_runtime.trust import UntrustedBundleError, load_trusted_bundle
+    for model in models:
+        try:
+            bundle = load_trusted_bundle(model, allow_untrusted=allow_untrusted,
+                                         trust_file=trust_file)
+        except UntrustedBundleError:
+            raise
+        except BundleError:
+            continue
+        for warning in bundle.warnings:
+            if "UNTRUSTED" in warning:
+                click.echo(f"warning: {one_line(warning)}", err=True)
+
+
 @click.command("bench")
-@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path, readable=False))
 @click.option("--threads", "threads_text", default="1,2,4", show_default=True,
               help="Thread counts, comma separated.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
               help="Timed inferences per model and thread count.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
               help="Untimed inferences before timing.")
-@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path,
+                                         readable=False),
               default=None, help="A real scan: time the end-to-end pipeline on it and use it "
                                  "as the latency input (default: random input, no end-to-end).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
@@ -74,9 +94,10 @@ def _not_an_option(ctx, param, value):
 @click.option("--no-plot", is_flag=True, help="With --suite: no plot (else drawn when "
                                                 "matplotlib is installed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@trust_options
 @click.pass_context
 def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_memory,
-          no_sgemm, suite, out_dir, no_plot, quiet):
+          no_sgemm, suite, out_dir, no_plot, quiet, allow_untrusted, trust_file):
     """Measure MODELS (bundle .zip, unpacked bundle folder or bare .tflite; default: the
     bundle installed with edge-seg) at each thread count: size, load time, first and warm
     latency (mean, std, p50, p90, p99, min), FPS, GFLOP per scan and GFLOP/s, RSS, and with
@@ -90,7 +111,8 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
     why.
 
     Exit codes: 0 all models measured (with --suite: every model present in the kit), 1 some
-    failed, 2 usage, 3 no default bundle.
+    failed, 2 usage, 3 no default bundle or a model that is not trusted (see
+    --allow-untrusted; the models of a kit are checked against the kit's own sha256 list).
     """
     if suite is not None:
         _bench_suite(ctx, suite, models, threads_text, runs, warmup, image, json_out, csv_out,
@@ -106,7 +128,6 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
         threads = parse_threads(threads_text)
         if not models:
             from edge_runtime.bundle import default_bundle_path
-            from edge_runtime.errors import BundleError
             default = default_bundle_path()
             if not default.is_file():
                 raise BundleError(f"no default model bundle is installed ({default} does not "
@@ -117,6 +138,7 @@ def bench(ctx, models, threads_text, runs, warmup, image, json_out, csv_out, no_
         if kits:
             raise EdgeSegError(f"{kits[0]} is a benchmark kit folder, not a model: measure "
                                "it with --suite paper")
+        check_trusted(models, allow_untrusted, trust_file)
         log = None if quiet else (lambda msg: click.echo(f"bench: {msg}", err=True))
         report = run_benchmark([str(m) for m in models], threads=threads, runs=runs,
                                warmup=warmup, image=image, memory=not no_memory,

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.commands.options import trust_options
 from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EdgeSegError
+from edge_runtime.safeio import one_line
 
 
 def _pct(v):
@@ -60,9 +62,10 @@ def report_lines(result, out):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Interpreter threads (default: CPU count, at most 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration JSON to stdout.")
+@trust_options
 @click.pass_context
 def calibrate(ctx, bundle_path, negatives, labelled, target_fpr, criterion, out_path, name,
-              threads, as_json):
+              threads, as_json, allow_untrusted, trust_file):
     """Check BUNDLE on a site's own tumour-free scans and write a site bundle.
 
     Reports the bundle's false-alarm rate on --negatives with a Wilson interval, chooses the
@@ -73,7 +76,6 @@ def calibrate(ctx, bundle_path, negatives, labelled, target_fpr, criterion, out_
     Exit codes: 0 written, 1 written but some scans failed (listed), 2 bad input (too few
     scans, unreadable folder, existing --out), 3 bundle problem, 5 target cannot be met.
     """
-    from edge_runtime.bundle import load_bundle
     from edge_runtime.calibrate import calibrate as run_calibration
     from edge_runtime.calibrate import trust_site_bundle, write_site_bundle
     from edge_runtime.evaluate import to_json
@@ -82,13 +84,15 @@ def calibrate(ctx, bundle_path, negatives, labelled, target_fpr, criterion, out_
         if out_path.exists():
             raise EdgeSegError(f"--out {out_path}: already exists; nothing is overwritten "
                                f"(give a new file name)")
-        bundle = load_bundle(bundle_path)
+        from edge_runtime.trust import load_trusted_bundle
+        bundle = load_trusted_bundle(bundle_path, allow_untrusted=allow_untrusted,
+                                     trust_file=trust_file)
         for warning in bundle.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {one_line(warning)}", err=True)
         result = run_calibration(bundle, negatives, labelled, target_fpr, criterion,
                                  threads=threads, progress=False)
         written = write_site_bundle(bundle, result, out_path, name)
-        result["trusted"] = trust_site_bundle(written) is not None
+        result["trusted"] = trust_site_bundle(written, trust_file) is not None
     except EdgeSegError as exc:
         click.echo(f"edge-seg calibrate: {exc}", err=True)
         ctx.exit(exc.exit_code)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.commands.options import postprocess_overrides
+from edge_runtime.commands.options import postprocess_overrides, trust_options
 from edge_runtime.errors import EXIT_OK, EXIT_SOME_FAILED, EdgeSegError
+from edge_runtime.safeio import one_line, shown
 
 
 def gather(data_dirs):
@@ -102,7 +103,7 @@ def source_lines(by_source, worst):
 
 
 @click.command("eval")
-@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path, readable=False))
 @click.option("--data", "data_dirs", multiple=True, type=click.Path(path_type=Path),
               help="Scans to score (repeatable): a figshare folder (metadata.csv), "
                    "images/ + masks/, scans with a truth/ (or masks/) subfolder such as "
@@ -119,18 +120,20 @@ def source_lines(by_source, worst):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Interpreter threads (default: CPU count, at most 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON to stdout.")
+@trust_options
 @postprocess_overrides
 @click.pass_context
 def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, threads, as_json,
-             threshold, min_area_fraction, min_peak_probability):
+             allow_untrusted, trust_file, threshold, min_area_fraction, min_peak_probability):
     """Score BUNDLE (.zip, unpacked folder or bare .tflite) on labelled scans (Dice, IoU,
     2-class mIoU, precision, recall, HD95, overall and per tumour class) and on tumour-free
     scans (the share with any predicted tumour). Masks are scored at each scan's full size,
     after the bundle's own threshold, small-component and peak filters (or those given).
 
-    Exit codes: 0 all scans scored, 1 some scans failed (listed), 2 usage, 3 bundle problem.
+    Exit codes: 0 all scans scored, 1 some scans failed (listed), 2 usage, 3 bundle problem
+    (also: not trusted).
     """
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.trust import load_trusted_bundle
     from edge_runtime.evaluate import evaluate_bundle, run_validation_samples, to_json, \
         write_results
 
@@ -154,11 +157,12 @@ def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, thread
         if not samples:
             raise EdgeSegError("no scans found in " + ", ".join(map(str, data_dirs)))
         samples = evenly_spaced(samples, limit)
-        bundle = load_bundle(bundle_path, threshold=threshold,
-                             min_area_fraction=min_area_fraction,
-                             min_peak_probability=min_peak_probability)
+        bundle = load_trusted_bundle(bundle_path, allow_untrusted=allow_untrusted,
+                                     trust_file=trust_file, threshold=threshold,
+                                     min_area_fraction=min_area_fraction,
+                                     min_peak_probability=min_peak_probability)
         for warning in bundle.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {one_line(warning)}", err=True)
         if out_dir is not None:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,5 +187,5 @@ def evaluate(ctx, bundle_path, data_dirs, split, run_dir, out_dir, limit, thread
             fail(EdgeSegError(f"{out_dir}: cannot write results ({exc.strerror or exc})"))
         click.echo(f"wrote {csv_path} and {json_path}", err=True)
     for path, problem in result.failures:
-        click.echo(f"  failed: {path}: {problem}", err=True)
+        click.echo(f"  failed: {shown(path)}: {one_line(problem)}", err=True)
     ctx.exit(EXIT_SOME_FAILED if result.failures else EXIT_OK)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.commands.options import trust_options
 from edge_runtime.errors import EXIT_USAGE, EdgeSegError
 
 
@@ -30,9 +31,10 @@ from edge_runtime.errors import EXIT_USAGE, EdgeSegError
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--series-consistency", type=click.Choice(["off", "overlap", "any"]),
               default=None, help="The consistency rule (default: as edge-seg run).")
+@trust_options
 @click.pass_context
 def listen(ctx, folder, allowed, ae_title, port, bind, quiet_seconds, max_storage_mb, send_to,
-           bundle_path, threads, series_consistency):
+           bundle_path, threads, series_consistency, allow_untrusted, trust_file):
     """A DICOM Storage SCP (C-STORE, C-ECHO) that segments each MR series it receives
     and writes per-series results (and a DICOM SEG) under --folder; needs the 'dicom'
     extra. Runs until Ctrl-C or SIGTERM. One log line per event on stderr.
@@ -51,10 +53,12 @@ def listen(ctx, folder, allowed, ae_title, port, bind, quiet_seconds, max_storag
         for module in ("pydicom", "pynetdicom", "highdicom"):
             need(module)
         dest = parse_destination(send_to) if send_to else None
-        from edge_runtime.bundle import load_bundle
-        bundle = load_bundle(bundle_path)        # checked now, not at the first series
+        from edge_runtime.safeio import one_line
+        from edge_runtime.trust import load_trusted_bundle
+        bundle = load_trusted_bundle(bundle_path, allow_untrusted=allow_untrusted,
+                                     trust_file=trust_file)   # now, not at the first series
         for warning in bundle.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {one_line(warning)}", err=True)
 
         def make_segmenter():
             from edge_runtime.segment import Segmenter

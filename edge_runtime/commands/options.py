@@ -1,5 +1,7 @@
 """Options shared by more than one command (defined once, so their help never drifts)."""
 
+from pathlib import Path
+
 import click
 
 
@@ -15,6 +17,24 @@ def postprocess_overrides(command):
         click.option("--min-peak-probability", type=click.FloatRange(0, 1, max_open=True),
                      default=None, help="Override the bundle's peak filter: drop regions whose "
                                         "highest probability is below this (0: off; warns)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def trust_options(command):
+    """--allow-untrusted, --trust-file: how ``run``, ``eval`` and ``bench`` check that the
+    bundle is trusted (``edge_runtime.trust``)."""
+    options = [
+        click.option("--allow-untrusted", is_flag=True,
+                     help="Use a bundle that is neither the shipped one nor in the trust list "
+                          "(warns: its manifest and model are unverified). Default: refuse "
+                          "it (exit 3); trust it with 'edge-seg bundle trust'."),
+        click.option("--trust-file", type=click.Path(dir_okay=False, path_type=Path,
+                                                     readable=False),
+                     default=None, help="Trust list to check (default: $EDGE_SEG_TRUST, else "
+                                        "~/.config/edge-seg/trusted.json)."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.commands.options import trust_options
 from edge_runtime.errors import EdgeSegError
 from edge_runtime.serve.settings import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_FILES,
                                          DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB,
@@ -39,9 +40,10 @@ from edge_runtime.serve.settings import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAUL
 @click.option("--reset-token", is_flag=True,
               help="Make and print a new access token (non-local --host); the old one stops "
                    "working.")
+@trust_options
 @click.pass_context
 def serve(ctx, host, port, bundle_path, data_dir, keep_days, max_upload_mb, max_files,
-          max_pixels, threads, tls_cert, tls_key, reset_token):
+          max_pixels, threads, tls_cert, tls_key, reset_token, allow_untrusted, trust_file):
     """Serve a page where staff drop in scans and see the tumour outlined, the findings in
     words, and the files to keep. Binds to 127.0.0.1 unless --host says otherwise.
 
@@ -66,7 +68,7 @@ def serve(ctx, host, port, bundle_path, data_dir, keep_days, max_upload_mb, max_
         except ValueError as exc:
             raise EdgeSegError(str(exc)) from None
         token = prepare_data(config, reset_token)
-        segmenter, name = load_segmenter(bundle_path, threads)
+        segmenter, name = load_segmenter(bundle_path, threads, allow_untrusted, trust_file)
         try:
             sock = bind_socket(host, port)
         except OSError as exc:
@@ -105,10 +107,12 @@ def prepare_data(config, reset_token):
     return None
 
 
-def load_segmenter(bundle_path, threads):
-    from edge_runtime.bundle import load_bundle
+def load_segmenter(bundle_path, threads, allow_untrusted=False, trust_file=None):
+    from edge_runtime.safeio import one_line
     from edge_runtime.segment import Segmenter
-    bundle = load_bundle(bundle_path)
+    from edge_runtime.trust import load_trusted_bundle
+    bundle = load_trusted_bundle(bundle_path, allow_untrusted=allow_untrusted,
+                                 trust_file=trust_file)
     for warning in bundle.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {one_line(warning)}", err=True)
     return Segmenter(bundle, threads=threads), bundle.name

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from edge_runtime.errors import EdgeSegError
+from edge_runtime.safeio import one_line, shown
 
 DICOMDIR = "DICOMDIR"
 PLAIN_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -28,10 +29,11 @@ def looks_dicom(path):
     """A DICOMDIR, a .dcm/.dicom suffix, or the DICM preamble (nothing else is read)."""
     if path.name.upper() == DICOMDIR or path.suffix.lower() in (".dcm", ".dicom"):
         return True
-    try:
-        with open(path, "rb") as fh:
+    from edge_runtime.safeio import open_regular
+    try:   # a FIFO or device is not opened for reading (it would block): not DICOM here
+        with open_regular(path) as fh:
             return fh.read(132)[128:132] == b"DICM"
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -113,7 +115,7 @@ def run_series_trees(trees, segmenter, out_dir, echo, err, as_json=False,
         series_list, skipped, failed = scan_tree(tree)
         for path, reason in skipped:
             if os.path.realpath(path) not in handled:
-                err(f"skipped: {path}: {reason}")
+                err(f"skipped: {shown(path)}: {one_line(reason)}")
         failures.extend((str(p), problem) for p, problem in failed)
         if as_json:
             for p, problem in failed:

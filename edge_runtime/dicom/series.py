@@ -216,10 +216,13 @@ def iter_files(root):
 
 def read_header(path):
     """-> (dataset or None, reason skipped or None, problem or None) for one file."""
+    from edge_runtime.safeio import NotRegularFileError, open_regular
     pydicom = need("pydicom")
-    try:
-        with open(path, "rb") as fh:
+    try:   # FIFOs, devices, sockets: refused without being opened for reading
+        with open_regular(path) as fh:
             head = fh.read(132)
+    except NotRegularFileError as exc:
+        return None, None, exc.problem
     except OSError as exc:
         return None, None, f"cannot read ({exc.strerror or exc})"
     if not head:
