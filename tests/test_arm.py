@@ -337,6 +337,9 @@ def test_emulated_aarch64_matches_x86(tiny_bundle, tmp_path):
         assert res["kit"]["arch"] == "aarch64" and "NEON" in res["kit"]["isa"]
     assert "tflite-runtime" in report["interpreters"]["tflite_runtime"]["version"]
     assert "ai-edge-litert" in report["interpreters"]["litert"]["version"]
+    tests = report["interpreters"]["litert"]["device_tests"]
+    assert tests["passed"] > 0 and tests["failed"] == 0 and tests["exit"] == 0
+    assert "site-packages" in tests["edge_runtime"]
 
 
 # ----------------------------------------------------------------------------- device tests

@@ -9,6 +9,7 @@ aarch64 venvs, one per TFLite interpreter package, and runs under
     edge-seg run SCANS --bundle BUNDLE --out OUT --threads 1 --json
     edge-seg bench BUNDLE --runs 1 --warmup 0 --threads 1
     edge-seg bench KIT --suite paper --runs 1 --warmup 0 --threads 1 --no-memory
+    python -m pytest -m device tests/...    (litert venv; a chosen part of the device suite)
 
 The masks are compared with the ones the same ``edge-seg run`` command writes on this x86
 host with the same interpreter package (the host environment for ai-edge-litert, a cached x86
@@ -20,6 +21,11 @@ The kit run (``--kit``, default bench/paper_kit) proves the paper suite on aarch
 correctness, not timing: a copy of the kit without the paper-size references (about 100 GFLOP
 per scan: minutes per inference emulated) must give exit 0 and a row per model, each ``ok`` or
 ``missing`` with a reason.
+
+The device tests (on by default, ``--no-device-tests`` skips them) install pytest into the
+emulated ai-edge-litert venv and run ``DEVICE_TESTS`` (``-m device``) from a folder holding
+only copies of tests/ and examples/, so they test the installed wheel; a failed test fails the
+check and is named in its last line.
 
 Exit codes: 0 all scans agree and bench ran; 1 a mask differs or an emulated command failed;
 2 usage (bad arguments, no bundle, no scans); 3 setup failed (tools, sysroot, venv);
@@ -824,7 +830,7 @@ def pytest_args(folder, tests=DEVICE_TESTS):
     ...``), which --import-mode=importlib breaks; prepend puts only ``folder/tests`` on
     sys.path, and that holds no package of the project.
     """
-    return ["-P", "-c", PYTEST_MAIN, "-p", "no:cacheprovider", "-q", "-rfE", "--durations=5",
+    return ["-P", "-c", PYTEST_MAIN, "-p", "no:cacheprovider", "-q", "-rfEs", "--durations=5",
             "-m", "device", "--basetemp", str(Path(folder) / "tmp"), *tests]
 
 
