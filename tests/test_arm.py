@@ -337,3 +337,154 @@ def test_emulated_aarch64_matches_x86(tiny_bundle, tmp_path):
         assert res["kit"]["arch"] == "aarch64" and "NEON" in res["kit"]["isa"]
     assert "tflite-runtime" in report["interpreters"]["tflite_runtime"]["version"]
     assert "ai-edge-litert" in report["interpreters"]["litert"]["version"]
+    tests = report["interpreters"]["litert"]["device_tests"]
+    assert tests["passed"] > 0 and tests["failed"] == 0 and tests["exit"] == 0
+    assert "site-packages" in tests["edge_runtime"]
+
+
+# ----------------------------------------------------------------------------- device tests
+
+def test_parse_device_tests_are_on_by_default(inputs):
+    bundle, scans = inputs
+    args = emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans)])
+    assert args.no_device_tests is False
+    args = emulate.parse_args(["--bundle", str(bundle), "--scans", str(scans),
+                               "--no-device-tests"])
+    assert args.no_device_tests is True
+
+
+def test_the_chosen_device_tests_exist_and_are_device_tests():
+    assert emulate.DEVICE_TESTS
+    for name in emulate.DEVICE_TESTS:
+        text = (ROOT / name).read_text()
+        assert "pytestmark = pytest.mark.device" in text, name
+
+
+PASSED_OUTPUT = """edge_runtime imported from /c/venv-litert/lib/python3.11/site-packages/edge_runtime/__init__.py
+........................................................................ [ 94%]
+....                                                                     [100%]
+============================= slowest 5 durations ==============================
+36.99s call     tests/test_shipped.py::test_shipped_bundle_finds_the_tumour_in_each_example
+73 passed, 3 skipped, 1 deselected in 75.33s (0:01:15)
+"""
+
+FAILED_OUTPUT = """edge_runtime imported from /c/venv-litert/lib/python3.11/site-packages/edge_runtime/__init__.py
+.....F...E
+=========================== short test summary info ============================
+FAILED tests/test_cli_run.py::test_dicom_with_spacing_gives_area_mm2 - Module...
+FAILED tests/test_bundle.py::test_round_trip[a - b] - assert 1 == 2
+ERROR tests/test_imageio.py::test_truncated_png - OSError: boom
+2 failed, 7 passed, 1 error in 12.01s
+"""
+
+
+def test_parse_pytest_summary_counts_and_names():
+    ok = emulate.parse_pytest_summary(PASSED_OUTPUT)
+    assert ok["counts"] == {"passed": 73, "skipped": 3, "deselected": 1}
+    assert ok["seconds"] == 75.33 and ok["failed_tests"] == []
+    assert ok["edge_runtime"].endswith("site-packages/edge_runtime/__init__.py")
+    bad = emulate.parse_pytest_summary(FAILED_OUTPUT)
+    assert bad["counts"] == {"failed": 2, "passed": 7, "errors": 1}
+    assert bad["failed_tests"] == ["tests/test_cli_run.py::test_dicom_with_spacing_gives_area_mm2",
+                                   "tests/test_bundle.py::test_round_trip[a",
+                                   "tests/test_imageio.py::test_truncated_png"]
+    collection = emulate.parse_pytest_summary(
+        "ERROR tests/test_kit.py\n!!! Interrupted: 1 error during collection !!!\n"
+        "=== 14 skipped, 1 error in 2.5s ===\n")
+    assert collection["counts"] == {"skipped": 14, "errors": 1}
+    assert collection["failed_tests"] == ["tests/test_kit.py"]
+    nothing = emulate.parse_pytest_summary("\nno tests ran in 0.01s\n")
+    assert nothing["counts"] == {} and nothing["edge_runtime"] is None
+    assert emulate.parse_pytest_summary("Segmentation fault")["counts"] is None
+
+
+def test_check_device_tests_problems():
+    venv = "/c/venv-litert"
+    summary, problems = emulate.check_device_tests(PASSED_OUTPUT, 0, venv)
+    assert problems == [] and summary["passed"] == 73 and summary["skipped"] == 3
+    _s, problems = emulate.check_device_tests(FAILED_OUTPUT, 1, venv)
+    assert len(problems) == 1 and problems[0].startswith("3 failed: ")
+    assert "tests/test_cli_run.py::test_dicom_with_spacing_gives_area_mm2" in problems[0]
+    # the source tree's edge_runtime, not the installed wheel: not a test of the install
+    other = PASSED_OUTPUT.replace("/c/venv-litert/lib/python3.11/site-packages", "/src")
+    _s, problems = emulate.check_device_tests(other, 0, venv)
+    assert problems == [f"edge_runtime imported from /src/edge_runtime/__init__.py, "
+                        f"not from the venv {venv}"]
+    _s, problems = emulate.check_device_tests("Segmentation fault", -11, venv)
+    assert any("pytest exit -11, no summary: Segmentation fault" in p for p in problems)
+    _s, problems = emulate.check_device_tests("x: timed out after 1200 s", None, venv)
+    assert any(p.startswith("timed out") for p in problems)
+    only_skips = PASSED_OUTPUT.replace("73 passed, ", "")
+    _s, problems = emulate.check_device_tests(only_skips, 0, venv)
+    assert problems == ["no test passed"]
+    _s, problems = emulate.check_device_tests(PASSED_OUTPUT, 4, venv)
+    assert problems and problems[0].startswith("pytest exit 4")
+
+
+def test_summary_line_names_the_device_tests():
+    report = {"interpreters": {"litert": {
+        "masks": [{"status": "identical", "dice": 1.0}],
+        "device_tests": {"passed": 70, "failed": 0, "errors": 0, "skipped": 3}}}}
+    assert emulate.summary_line(report) == \
+        "litert: 1 identical, 0 close, device tests 70 passed, 3 skipped"
+
+
+def test_device_tests_folder_holds_only_tests_and_examples(tmp_path):
+    folder = emulate.device_tests_folder(tmp_path / "dt")
+    assert sorted(p.name for p in folder.iterdir()) == ["examples", "pytest.ini", "tests"]
+    assert not list(folder.rglob("__pycache__"))
+    ini = (folder / "pytest.ini").read_text()
+    assert ini.startswith("[pytest]") and "device:" in ini and "slow:" in ini
+    assert (folder / "tests" / "fixtures" / "tiny_64.tflite").is_file()
+    args = emulate.pytest_args(folder)
+    assert args[:2] == ["-P", "-c"] and "no:cacheprovider" in args
+    assert args[-len(emulate.DEVICE_TESTS):] == list(emulate.DEVICE_TESTS)
+
+
+def _run_folder(folder, *tests):
+    """The stage's pytest command, run by this host's python (fast; no emulation)."""
+    args = emulate.pytest_args(folder, tests)
+    return subprocess.run([sys.executable, *args], cwd=folder, capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items()
+                                            if not k.startswith("PYTEST_")})
+
+
+def test_device_tests_command_on_real_pytest_output(tmp_path):
+    """The stage's command and checks on this host: a real pytest run passes, and a failing
+    test is named."""
+    folder = emulate.device_tests_folder(tmp_path / "dt")
+    # the edge_runtime this python imports outside a checkout (here: the installed one)
+    where = subprocess.run([sys.executable, "-P", "-c", "import edge_runtime; "
+                            "print(edge_runtime.__file__)"], cwd=folder, capture_output=True,
+                           text=True, timeout=60, check=True).stdout.strip()
+    site = Path(where).resolve().parent.parent
+    proc = _run_folder(folder, "tests/test_runtime_postprocess.py")
+    summary, problems = emulate.check_device_tests(proc.stdout + proc.stderr, proc.returncode,
+                                                   site)
+    assert problems == [], proc.stdout[-2000:]
+    assert summary["passed"] >= 5 and summary["edge_runtime"].startswith(str(site))
+    (folder / "tests" / "test_zz_broken.py").write_text(
+        "import pytest\npytestmark = pytest.mark.device\n\n"
+        "def test_fine():\n    assert True\n\n"
+        "def test_broken():\n    assert 1 == 2\n")
+    proc = _run_folder(folder, "tests/test_zz_broken.py")
+    summary, problems = emulate.check_device_tests(proc.stdout + proc.stderr, proc.returncode,
+                                                   site)
+    assert proc.returncode == 1 and summary["passed"] == 1 and summary["failed"] == 1
+    assert problems == ["1 failed: tests/test_zz_broken.py::test_broken"]
+
+
+def test_wheel_cache_keys_stay_warm(tmp_path):
+    """A warm wheel folder (the key every earlier run wrote) is used without the network;
+    the tests' wheels have a folder and a key of their own."""
+    reqs = emulate.VENVS["litert"]["requirements"]
+    key = (f"recipe{emulate.RECIPE}:{emulate.PYTHON}:{','.join(emulate.WHEEL_PLATFORMS)}:"
+           f"{','.join(reqs)}")
+    (tmp_path / "wheels-litert").mkdir()
+    (tmp_path / "wheels-litert" / ".edge-seg-arm.json").write_text(json.dumps({"key": key}))
+    assert emulate.download_wheels(tmp_path, "litert") == (tmp_path / "wheels-litert", False)
+    key = key.replace(",".join(reqs), ",".join(emulate.TEST_REQUIREMENTS))
+    (tmp_path / "wheels-tests").mkdir()
+    (tmp_path / "wheels-tests" / ".edge-seg-arm.json").write_text(json.dumps({"key": key}))
+    assert emulate.download_wheels(tmp_path, "tests", requirements=emulate.TEST_REQUIREMENTS) \
+        == (tmp_path / "wheels-tests", False)

@@ -9,6 +9,7 @@ aarch64 venvs, one per TFLite interpreter package, and runs under
     edge-seg run SCANS --bundle BUNDLE --out OUT --threads 1 --json
     edge-seg bench BUNDLE --runs 1 --warmup 0 --threads 1
     edge-seg bench KIT --suite paper --runs 1 --warmup 0 --threads 1 --no-memory
+    python -m pytest -m device tests/...    (litert venv; a chosen part of the device suite)
 
 The masks are compared with the ones the same ``edge-seg run`` command writes on this x86
 host with the same interpreter package (the host environment for ai-edge-litert, a cached x86
@@ -20,6 +21,11 @@ The kit run (``--kit``, default bench/paper_kit) proves the paper suite on aarch
 correctness, not timing: a copy of the kit without the paper-size references (about 100 GFLOP
 per scan: minutes per inference emulated) must give exit 0 and a row per model, each ``ok`` or
 ``missing`` with a reason.
+
+The device tests (on by default, ``--no-device-tests`` skips them) install pytest into the
+emulated ai-edge-litert venv and run ``DEVICE_TESTS`` (``-m device``) from a folder holding
+only copies of tests/ and examples/, so they test the installed wheel; a failed test fails the
+check and is named in its last line.
 
 Exit codes: 0 all scans agree and bench ran; 1 a mask differs or an emulated command failed;
 2 usage (bad arguments, no bundle, no scans); 3 setup failed (tools, sysroot, venv);
@@ -97,6 +103,24 @@ DICOM_VENV = {
     "package": "ai-edge-litert",
 }
 VENVS = {**INTERPRETERS, "dicom": DICOM_VENV}
+
+# The device-tests stage (on by default; ``--no-device-tests`` skips it): pytest and its
+# pure-Python dependencies (cached aarch64 wheels of their own) in the litert venv, then a
+# chosen part of the device suite (``pytest -m device``) from a copy of tests/ and examples/,
+# against the installed edge-seg wheel. Whole files, so that a new test in one of them runs
+# here too. Chosen for what they cover at a few emulated seconds each (docs/ARM.md says why
+# these): the whole device suite would cost several emulated minutes, and some of its files
+# import bench/ or extras that the device install does not have.
+TEST_REQUIREMENTS = ("pytest>=7",)
+DEVICE_TESTS = (
+    "tests/test_runtime_interpreter.py",   # the interpreter: load, threads, choice, no TF
+    "tests/test_bundle.py",                # bundle loading and verification (checksums)
+    "tests/test_imageio.py",               # reading scans (the preprocessing's input)
+    "tests/test_runtime_postprocess.py",   # postprocessing: components, filters, findings
+    "tests/test_cli_run.py",               # edge-seg run end to end on the tiny bundle
+    "tests/test_shipped.py",               # the shipped bundle finds each example's tumour
+)
+DEVICE_TESTS_TIMEOUT = 1200                # seconds; the chosen tests take ~1-2 min emulated
 
 CPUINFO_ONE = """processor\t: {n}
 BogoMIPS\t: 108.00
@@ -176,6 +200,9 @@ def build_parser():
     p.add_argument("--dicom", action="store_true",
                    help="also install the dicom extra (its own venv) and run a synthetic "
                         "JPEG 2000 MR series through edge-seg run on both sides")
+    p.add_argument("--no-device-tests", action="store_true",
+                   help="skip the device tests (pytest -m device on a chosen part of tests/, "
+                        "see docs/ARM.md) in the aarch64 ai-edge-litert venv")
     p.add_argument("--refresh", action="store_true",
                    help="rebuild the sysroot and venvs and download the wheels again")
     return p
@@ -528,9 +555,11 @@ def pip_download(dest, requirements):
     return run(nice_prefix() + cmd + ["-d", dest, *requirements], what="pip download", timeout=1800)
 
 
-def download_wheels(cache, name, refresh=False):
-    """-> folder of aarch64 cp311 wheels for venv ``name`` (``VENVS``; cached)."""
-    reqs = VENVS[name]["requirements"]
+def download_wheels(cache, name, refresh=False, requirements=None):
+    """-> folder ``wheels-NAME`` of aarch64 cp311 wheels for venv ``name`` (``VENVS``), or
+    for ``requirements`` when given (cached; the key is the requirements, not their
+    versions: a warm cache needs no network)."""
+    reqs = tuple(requirements or VENVS[name]["requirements"])
     folder = cache / f"wheels-{name}"
     key = f"recipe{RECIPE}:{PYTHON}:{','.join(WHEEL_PLATFORMS)}:{','.join(reqs)}"
     stamp = folder / ".edge-seg-arm.json"
@@ -670,6 +699,26 @@ class ArmVenv:
         _write_stamp(stamp, key)
         return True
 
+    def add_packages(self, wheels, requirements, tag):
+        """Install ``requirements`` from the wheel folder ``wheels`` into this venv, once: a
+        stamp of their own (``.edge-seg-arm-TAG.json``, keyed on the wheels' names) keeps a
+        warm venv warm and does not touch the venv's own key; a rebuilt venv (its folder is
+        replaced) gets them again. -> True when pip ran."""
+        key = f"recipe{RECIPE}:" + ",".join(sorted(p.name for p in Path(wheels).glob("*.whl")))
+        stamp = self.path / f".edge-seg-arm-{tag}.json"
+        if _stamp_ok(stamp, key):
+            return False
+        self.pip("install", "--no-index", "--find-links", wheels, *requirements,
+                 what=f"pip install (aarch64, {self.name}) {' '.join(requirements)}")
+        _write_stamp(stamp, key)
+        return True
+
+    def run_python(self, *args, cwd=None, env_extra=None, check=True, what, timeout=3600):
+        """This venv's python under emulation with ``args`` (``-c CODE ...``)."""
+        cmd = nice_prefix() + self.qemu_prefix() + list(args)
+        return run(cmd, what=what, env=self.env(**(env_extra or {})), cwd=cwd,
+                   timeout=timeout, check=check)
+
     def edge_seg(self, *args, env_extra=None, check=True, what=None, timeout=3600):
         cmd = nice_prefix() + self.qemu_prefix() + [self.path / "bin" / "edge-seg", *args]
         return run(cmd, what=what or f"edge-seg {args[0]} (aarch64, {self.name})",
@@ -737,6 +786,141 @@ def x86_reference(args, name, edge_wheel):
                                           what=f"edge-seg --version (x86, {name})").stdout)
     return {"dir": ref_dir, "exit": proc.returncode, "findings": _findings(proc.stdout),
             "version": version}
+
+
+# ----------------------------------------------------------------------------- device tests
+
+# Run by the emulated python with -P (the current folder is not put on sys.path): prints where
+# edge_runtime comes from (it must be the installed wheel in the venv), then runs pytest.
+PYTEST_MAIN = ("import sys, edge_runtime, pytest; "
+               "print('edge_runtime imported from', edge_runtime.__file__, flush=True); "
+               "sys.exit(pytest.main())")
+_EDGE_RUNTIME_LINE = re.compile(r"^edge_runtime imported from (\S+)", re.M)
+_PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed|"
+                           r"warnings?)\b")
+_PYTEST_COUNT_NAMES = {"error": "errors", "warning": "warnings"}
+
+
+def device_tests_folder(dest, root=None):
+    """A folder that holds only copies of ``tests/`` and ``examples/`` and a ``pytest.ini``
+    with the project's ``[tool:pytest]`` settings (markers, filterwarnings) -> dest.
+
+    No edge_runtime, bench or setup.cfg in it: the tests can import only the installed wheel.
+    """
+    import configparser
+    root = Path(root or repo_root())
+    dest = Path(dest)
+    _rmtree(dest)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    for sub in ("tests", "examples"):
+        shutil.copytree(root / sub, dest / sub, ignore=ignore)
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(root / "setup.cfg", encoding="utf-8")
+    ini = configparser.ConfigParser(interpolation=None)
+    ini["pytest"] = dict(cfg["tool:pytest"]) if cfg.has_section("tool:pytest") else {}
+    with open(dest / "pytest.ini", "w", encoding="utf-8") as fh:
+        ini.write(fh)
+    return dest
+
+
+def pytest_args(folder, tests=DEVICE_TESTS):
+    """The emulated python's arguments for the device tests in ``folder``.
+
+    Default (prepend) import mode: some tests import a sibling (``from test_imageio import
+    ...``), which --import-mode=importlib breaks; prepend puts only ``folder/tests`` on
+    sys.path, and that holds no package of the project.
+    """
+    return ["-P", "-c", PYTEST_MAIN, "-p", "no:cacheprovider", "-q", "-rfEs", "--durations=5",
+            "-m", "device", "--basetemp", str(Path(folder) / "tmp"), *tests]
+
+
+def parse_pytest_summary(text):
+    """pytest's output (``-q -rfE``) -> dict: the counts of its last summary line (passed,
+    failed, skipped, errors, deselected, ...; ``None`` when there is no such line), ``seconds``,
+    ``failed_tests`` (the node ids of its FAILED and ERROR lines, in order) and
+    ``edge_runtime`` (the path PYTEST_MAIN printed, or None)."""
+    counts, seconds = None, None
+    lines = (text or "").splitlines()
+    for line in reversed(lines):
+        body = line.strip().strip("=").strip()
+        timed = re.search(r"\bin ([\d.]+)s\b", body)
+        if timed and (_PYTEST_COUNT.search(body) or body.startswith("no tests ran")):
+            counts = {}
+            for n, word in _PYTEST_COUNT.findall(body[:timed.start()]):
+                word = _PYTEST_COUNT_NAMES.get(word, word)
+                counts[word] = counts.get(word, 0) + int(n)
+            seconds = float(timed.group(1))
+            break
+    failed = []
+    for line in lines:
+        for tag in ("FAILED ", "ERROR "):
+            if line.startswith(tag):
+                node = line[len(tag):].split(" - ", 1)[0].strip()
+                if node and node not in failed:
+                    failed.append(node)
+    where = _EDGE_RUNTIME_LINE.search(text or "")
+    return {"counts": counts, "seconds": seconds, "failed_tests": failed,
+            "edge_runtime": where.group(1) if where else None}
+
+
+def check_device_tests(text, returncode, venv_path):
+    """pytest's output and exit code (None: it timed out) -> (summary dict, problems list).
+
+    Problems: a failed or erroring test (named), edge_runtime not imported from the venv
+    (the tests would not be testing the installed wheel), no test passed, or a non-zero
+    exit without a failed test (a usage or internal error)."""
+    parsed = parse_pytest_summary(text)
+    counts = parsed["counts"] or {}
+    summary = {"exit": returncode, "passed": counts.get("passed", 0),
+               "failed": counts.get("failed", 0), "errors": counts.get("errors", 0),
+               "skipped": counts.get("skipped", 0), "deselected": counts.get("deselected", 0),
+               "seconds": parsed["seconds"], "failed_tests": parsed["failed_tests"],
+               "edge_runtime": parsed["edge_runtime"]}
+    problems = []
+    names = parsed["failed_tests"]
+    bad = summary["failed"] + summary["errors"]
+    if bad or names:
+        shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+        problems.append(f"{bad or len(names)} failed: {shown or 'see the log'}")
+    site = parsed["edge_runtime"]
+    if site is None:
+        problems.append("edge_runtime was not imported")
+    elif Path(venv_path).resolve() not in Path(site).resolve().parents:
+        problems.append(f"edge_runtime imported from {site}, not from the venv {venv_path}")
+    if returncode is None:
+        problems.append(f"timed out: {_tail(text)}")
+    elif parsed["counts"] is None:
+        problems.append(f"pytest exit {returncode}, no summary: {_tail(text)}")
+    elif not bad and returncode != 0:
+        problems.append(f"pytest exit {returncode}: {_tail(text)}")
+    if parsed["counts"] is not None and not summary["passed"] and not bad:
+        problems.append("no test passed")
+    return summary, problems
+
+
+def device_tests_stage(args, venv, wheels, result, lap):
+    """pytest (from ``wheels``) into the venv, then the chosen device tests under emulation
+    against the installed wheel -> list of failures (``result["device_tests"]`` filled)."""
+    t0 = time.monotonic()
+    added = venv.add_packages(wheels, TEST_REQUIREMENTS, "tests")
+    lap(f"install pytest {venv.name}" + (" (new)" if added else " (cached)"), t0)
+    t0 = time.monotonic()
+    folder = device_tests_folder(args.out / "device-tests")
+    try:
+        proc = venv.run_python(*pytest_args(folder), cwd=folder, check=False,
+                               timeout=DEVICE_TESTS_TIMEOUT,
+                               what=f"pytest -m device (aarch64, {venv.name})")
+        text, code = (proc.stdout or "") + "\n" + (proc.stderr or ""), proc.returncode
+    except ArmError as exc:          # timed out
+        text, code = str(exc), None
+    lap(f"aarch64 device tests {venv.name}", t0)
+    (args.out / f"device-tests-{venv.name}.log").write_text(text)
+    summary, problems = check_device_tests(text, code, venv.path)
+    summary["log"] = str(args.out / f"device-tests-{venv.name}.log")
+    result["device_tests"] = summary
+    if problems:
+        return [f"{venv.name}: device tests: {'; '.join(problems)}"]
+    return []
 
 
 # ----------------------------------------------------------------------------- main
@@ -812,6 +996,15 @@ def execute(args):
         t0 = time.monotonic()
         wheel_dirs[name], fetched = download_wheels(args.cache, name, args.refresh)
         lap(f"wheels {name}" + (" (downloaded)" if fetched else " (cached)"), t0)
+
+    device_tests = not args.no_device_tests and "litert" in args.interpreters
+    if device_tests:
+        t0 = time.monotonic()
+        wheel_dirs["tests"], fetched = download_wheels(args.cache, "tests", args.refresh,
+                                                       requirements=TEST_REQUIREMENTS)
+        lap("wheels tests" + (" (downloaded)" if fetched else " (cached)"), t0)
+    elif not args.no_device_tests:
+        log("device tests skipped: they run in the litert venv (--interpreters litert)")
 
     _rmtree(args.out)
     args.out.mkdir(parents=True)
@@ -899,6 +1092,9 @@ def execute(args):
             if proc.returncode != 0 or problems:
                 failures.append(f"{name}: edge-seg bench KIT --suite paper failed (exit "
                                 f"{proc.returncode}): {'; '.join(problems) or _tail(proc.stderr)}")
+
+        if device_tests and name == "litert":
+            failures += device_tests_stage(args, venv, wheel_dirs["tests"], result, lap)
     if args.dicom:
         failures += dicom_stage(args, sysroot, wheel, report, lap)
 
@@ -996,6 +1192,12 @@ def print_report(report):
             print(f"  kit suite: exit {kit.get('exit')}, {kit.get('measured')} measured, "
                   f"{kit.get('missing')} missing of {kit.get('rows')} rows; host "
                   f"{kit.get('arch')} {kit.get('cpu')}, ISA {', '.join(kit.get('isa') or [])}")
+        tests = res.get("device_tests")
+        if tests:
+            print(f"  device tests (pytest -m device, {len(DEVICE_TESTS)} files, installed "
+                  f"wheel): {format_device_tests(tests)}, exit {tests.get('exit')}")
+            for node in tests.get("failed_tests") or []:
+                print(f"    FAILED {node}")
     if report.get("dicom"):
         d = report["dicom"]
         print(f"aarch64 dicom extra: edge-seg run SERIES exit {d['exit']['aarch64']} "
@@ -1005,6 +1207,14 @@ def print_report(report):
             print(format_row(row))
     print("wall s: " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
     print("cpu s:  " + ", ".join(f"{k} {v}" for k, v in report["cpu_s"].items()))
+
+
+def format_device_tests(tests):
+    text = f"{tests.get('passed', 0)} passed"
+    for key in ("failed", "errors", "skipped"):
+        if tests.get(key):
+            text += f", {tests[key]} {key}"
+    return text
 
 
 def summary_line(report):
@@ -1023,6 +1233,8 @@ def summary_line(report):
             text += f", {bad} DIFFERENT"
         if min_dice is not None and (counts["close"] or counts["boundary"]):
             text += f" (min Dice {min_dice:.5f})"
+        if res.get("device_tests"):
+            text += f", device tests {format_device_tests(res['device_tests'])}"
         parts.append(text)
     return "; ".join(parts)
 
