@@ -342,9 +342,10 @@ def test_discover_reads_scans_with_a_truth_subfolder_as_labelled(tmp_path):
 
 
 def test_cli_eval_on_the_shipped_examples_scores_them_against_their_truth():
+    from edge_runtime.bundle import default_bundle_path
     from edge_runtime.cli import main
     root = Path(__file__).resolve().parents[1]
-    bundle = root / "edge_runtime" / "models" / "default.zip"
+    bundle = default_bundle_path()   # the installed one, also outside a source checkout
     out = CliRunner().invoke(main, ["eval", str(bundle), "--data", str(root / "examples"),
                                     "--json"])
     assert out.exit_code == 0, out.output

@@ -150,6 +150,8 @@ def test_a_kit_entry_cannot_point_outside_the_kit(kit):
 def test_the_committed_kit_lists_every_model_of_the_paper_table():
     """The kit a fresh clone has: the shipped bundle present; every other model present or
     missing with a reason and a command (never silently absent)."""
+    if not (ROOT / "bench" / "paper_kit" / "kit.json").is_file():
+        pytest.skip("needs the committed kit (bench/paper_kit), a source checkout")
     kit = load_kit(ROOT / "bench" / "paper_kit")
     by_id = {m.id: m for m in kit.models}
     assert by_id["shipped"].status == "ok"

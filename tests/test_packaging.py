@@ -32,6 +32,8 @@ def _source_dir(package):
 
 @pytest.mark.device
 def test_setup_cfg_lists_every_package_folder_under_its_namespaced_name():
+    if not (ROOT / "setup.cfg").is_file():
+        pytest.skip("needs setup.cfg, a source checkout")
     cfg = _cfg()
     packages = _listed(cfg, "packages")
     mapping = dict(line.split("=") for line in _listed(cfg, "package_dir"))
@@ -64,6 +66,8 @@ def _imports(path):
     ("convert", ("train", "convert", "bench")),
 ])
 def test_imports_only_point_down(folder, forbidden):
+    if not (ROOT / folder).is_dir():
+        pytest.skip(f"needs {folder}/, a source checkout")
     bad = []
     for path in (ROOT / folder).rglob("*.py"):
         for name in _imports(path):

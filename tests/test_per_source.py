@@ -117,6 +117,7 @@ def test_eval_prints_every_source_and_the_worst(two_sources, tiny_bundle):
 
 
 def test_compare_runs_gives_each_source_its_own_paired_interval(two_sources):
+    pytest.importorskip("bench.compare_runs", reason="needs the lab (bench/), a source checkout")
     from bench.compare_runs import compare
     good, poor, neg = two_sources
     samples = _all(good, poor, neg)
@@ -129,6 +130,7 @@ def test_compare_runs_gives_each_source_its_own_paired_interval(two_sources):
 
 
 def test_gate_auc_counts_ties_half():
+    pytest.importorskip("bench.gate_roc", reason="needs the lab (bench/), a source checkout")
     from bench.gate_roc import auc
     assert auc([0.9, 0.8], [0.1, 0.1]) == 1.0
     assert auc([0.5], [0.5]) == 0.5
