@@ -160,7 +160,12 @@ def check_aspect(height, width):
 
 def _to_square(array, geo, size, fill):
     """Letterbox ``array`` into the padded square and resize it to ``size`` x ``size``,
-    without building the square: byte-identical to ``_resize(_letterbox(...))``."""
+    without building the square: byte-identical to ``_resize(_letterbox(...))``, which is
+    what a square of at most ``CHUNK_PIXELS`` takes (one Pillow call, the fast path for every
+    ordinary scan; memory is bounded by ``CHUNK_PIXELS`` either way)."""
+    if geo.side * geo.side <= CHUNK_PIXELS:
+        x = np.asarray(array).astype(np.float32, copy=False)
+        return _resize(_letterbox(x, geo, fill), (size, size))
     right = geo.side - geo.width - geo.left
     rows = _rows(array, size, pad=(geo.left, right), fill=fill)       # height x size
     if geo.side != geo.height:
@@ -211,7 +216,11 @@ def restore(prob, geo):
     """Model-resolution map (size, size) -> the scan's own (height, width), float32.
 
     The same as resizing to the padded square and cropping the padding, without the square:
-    the horizontal pass keeps only the scan's columns, the vertical pass only its rows."""
+    the horizontal pass keeps only the scan's columns, the vertical pass only its rows. A
+    square of at most ``CHUNK_PIXELS`` is made in one Pillow call (the same bytes, faster)."""
     prob = np.asarray(prob, dtype=np.float32)
+    if geo.side * geo.side <= CHUNK_PIXELS:
+        square = _resize(prob, (geo.side, geo.side))
+        return square[geo.top:geo.top + geo.height, geo.left:geo.left + geo.width]
     cols = _rows(prob, geo.side, keep=(geo.left, geo.left + geo.width))    # size x width
     return _cols(cols, geo.side, keep=(geo.top, geo.top + geo.height))

@@ -251,13 +251,14 @@ def _old_restore(prob, geo):
     return square[geo.top:geo.top + geo.height, geo.left:geo.left + geo.width]
 
 
+@pytest.mark.parametrize("chunk", [5000, 1 << 22])   # many blocks / the one-call fast path
 @pytest.mark.parametrize("shape", [(300, 512), (512, 201), (517, 333), (40, 400), (257, 256),
                                    (1000, 999), (64, 64)])
-def test_letterbox_without_the_square_is_byte_identical(shape, monkeypatch):
+def test_letterbox_without_the_square_is_byte_identical(shape, chunk, monkeypatch):
     rng = np.random.default_rng(sum(shape))
     spec = preprocess.Preprocessing(input_size=128)
     gray = (rng.random(shape) * 4000).astype(np.uint16)
-    monkeypatch.setattr(preprocess, "CHUNK_PIXELS", 5000)   # many blocks: still the same bytes
+    monkeypatch.setattr(preprocess, "CHUNK_PIXELS", chunk)   # still the same bytes
     a, ga = _old_prepare(gray, spec)
     b, gb = preprocess.prepare_image(gray, spec)
     assert ga == gb and a.tobytes() == b.tobytes()
