@@ -49,7 +49,7 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--context", default=0, type=click.IntRange(0, 3),
               help="Research: also feed this many neighbouring slices on each side as input "
                    "channels (runs/CONTEXT.md). Such a run is scored by python -m "
-                   "bench.context_probe; it cannot be reported at full resolution or "
+                   "bench.lab.context_probe; it cannot be reported at full resolution or "
                    "exported (the runtime takes one slice).")
 @click.option("--split-by-source", is_flag=True,
               help="Split each --data/--negatives folder on its own (by its families), so a "
@@ -124,7 +124,7 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
     trained_context = saved_context(out_dir)
     if trained_context:
         click.echo(f"trained with --context {trained_context}: score it with python -m "
-                   f"bench.context_probe CONTROL_RUN {out_dir}", err=True)
+                   f"bench.lab.context_probe CONTROL_RUN {out_dir}", err=True)
     elif state.get("finished") and state.get("best_epoch") and is_chief_process(strategy):
         _report(out_dir)  # multi-worker: the chief only
 
