@@ -582,14 +582,6 @@ def evaluate_bundle(bundle, samples, threads=None, progress=False, limit=None):
 
 # ---------------------------------------------------------------- writing results
 
-def _atomic_write_text(path, text):
-    """Write UTF-8 ``text`` atomically (``outputs.atomic_write_bytes``), creating the folder."""
-    from edge_runtime.outputs import atomic_write_bytes
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _csv_value(v):
     if isinstance(v, float):
         return "" if not math.isfinite(v) else f"{v:.6g}"
@@ -639,9 +631,12 @@ def to_json(obj):
 
 def write_results(result, out_dir, stem="eval"):
     """Write ``{stem}_scans.csv`` and ``{stem}_summary.json`` atomically -> (csv, json) paths."""
+    from edge_runtime import atomic
     out_dir = Path(out_dir)
-    csv_path = _atomic_write_text(out_dir / f"{stem}_scans.csv", rows_to_csv(result.rows))
-    json_path = _atomic_write_text(out_dir / f"{stem}_summary.json", to_json(result.summary))
+    csv_path = atomic.write_text(out_dir / f"{stem}_scans.csv", rows_to_csv(result.rows),
+                                 parents=True)
+    json_path = atomic.write_text(out_dir / f"{stem}_summary.json", to_json(result.summary),
+                                  parents=True)
     return csv_path, json_path
 
 
