@@ -118,15 +118,13 @@ def main(argv=None):
              "  RSS (MB) after scan: " + ", ".join(f"{k}: {v}" for k, v in r["rss_at"].items())]
     print("\n".join(lines))
     if args.out:
-        from edge_runtime.outputs import atomic_write_bytes
+        from edge_runtime import atomic
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         cmd = f"python -m bench.batch_memory --scans {args.scans} --warmup {args.warmup}"
-        atomic_write_bytes(out / "batch_memory.md",
-                           (f"# Batch memory\n\n`{cmd}`\n\n```\n" + "\n".join(lines)
-                            + "\n```\n").encode())
-        atomic_write_bytes(out / "batch_memory.json",
-                           (json.dumps({"command": cmd, **r}, indent=2) + "\n").encode())
+        atomic.write_text(out / "batch_memory.md",
+                          f"# Batch memory\n\n`{cmd}`\n\n```\n" + "\n".join(lines) + "\n```\n")
+        atomic.write_json(out / "batch_memory.json", {"command": cmd, **r})
     return 0 if r["passes"] else 1
 
 

@@ -424,15 +424,15 @@ def main(argv=None):
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        from edge_runtime.outputs import atomic_write_bytes
+        from edge_runtime import atomic
         cmd = f"nice -n 10 python -m bench.fuzz --n {args.n} --seed {args.seed}"
         md = (f"# Fuzz run\n\n`{cmd}`\n\n{head}.\n\n{text}\n\n"
               + ("Problems:\n\n" + "\n".join(f"- {p}" for p in problems) + "\n"
                  if problems else "No problems.\n"))
-        atomic_write_bytes(out / "fuzz.md", md.encode())
-        atomic_write_bytes(out / "fuzz.json", (json.dumps(
-            {"command": cmd, "inputs": total, "minutes": round(minutes, 1), "table": table,
-             "problems": problems}, indent=2) + "\n").encode())
+        atomic.write_text(out / "fuzz.md", md)
+        atomic.write_json(out / "fuzz.json", {
+            "command": cmd, "inputs": total, "minutes": round(minutes, 1), "table": table,
+            "problems": problems})
         print(f"wrote {out / 'fuzz.md'} and {out / 'fuzz.json'}", file=sys.stderr)
     bad = sums["tracebacks"] + sums["hangs"] + sums["crashes"] + sums["silent wrong"]
     return 1 if bad else 0

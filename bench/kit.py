@@ -145,18 +145,16 @@ def build_kit(out, runs_dir="runs", work=None, reference=True, shipped=None):
 
 def write_archive(kit_dir, archive):
     """One .tar or .zip of the kit folder (written via a temporary file, then renamed)."""
-    import os
     import tarfile
-    import tempfile
     import zipfile
+
+    from edge_runtime import atomic
     kit_dir, archive = Path(kit_dir), Path(archive)
     if archive.suffix not in (".tar", ".zip"):
         raise ValueError(f"--archive must end in .tar or .zip, got {archive.name!r}")
     archive.parent.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in kit_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".tmp", dir=archive.parent)
-    os.close(fd)
-    try:
+    with atomic.replacing(archive) as tmp:
         if archive.suffix == ".tar":
             with tarfile.open(tmp, "w") as tar:
                 for f in files:
@@ -165,13 +163,6 @@ def write_archive(kit_dir, archive):
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
                 for f in files:
                     zf.write(f, arcname=str(Path(kit_dir.name) / f.relative_to(kit_dir)))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)                   # mkstemp's 0600 is not for sharing
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return archive
 
 

@@ -200,8 +200,9 @@ def evaluate_now(item, run, out_dir, limit):
         result = evaluate_bundle(b, samples, threads=None)
         summary = {k: result.summary.get(k) for k in
                    ("dice_mean", "miou_2class_pooled", "fp_scan_rate", "n_scored")}
-        from edge_runtime.evaluate import _atomic_write_text, to_json
-        _atomic_write_text(cache, to_json(summary))
+        from edge_runtime import atomic
+        from edge_runtime.evaluate import to_json
+        atomic.write_text(cache, to_json(summary), parents=True)
     return {"dice": summary.get("dice_mean"), "miou_2class": summary.get("miou_2class_pooled"),
             "fp_scan_rate": summary.get("fp_scan_rate"),
             "accuracy_from": f"eval ({summary.get('n_scored')} val scans)"}
@@ -579,20 +580,23 @@ def plot(table, path):
         ax.text(0.5, 0.92, "no measured models yet", transform=ax.transAxes, ha="center")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    from edge_runtime import atomic
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic.replacing(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 
 def write_outputs(table, out_dir):
-    from edge_runtime.evaluate import _atomic_write_text, to_json
+    from edge_runtime import atomic
+    from edge_runtime.evaluate import to_json
     out = Path(out_dir)
-    paths = [_atomic_write_text(out / "paper_table.md", render_markdown(table)),
-             _atomic_write_text(out / "paper_table.csv", render_csv(table)),
-             _atomic_write_text(out / "paper_table.json", to_json(table))]
+    paths = [atomic.write_text(out / "paper_table.md", render_markdown(table), parents=True),
+             atomic.write_text(out / "paper_table.csv", render_csv(table), parents=True),
+             atomic.write_text(out / "paper_table.json", to_json(table), parents=True)]
     png = plot(table, out / "accuracy_vs_latency.png")
     return paths + ([png] if png else [])
 

@@ -97,9 +97,9 @@ def main(argv=None):
     if rows:
         from pathlib import Path
 
+        from edge_runtime import atomic
         from edge_runtime.evaluate import rows_to_csv
-        from edge_runtime.outputs import atomic_write_bytes
-        atomic_write_bytes(Path(args.out) / f"{args.stem}_scans.csv", rows_to_csv(rows).encode())
+        atomic.write_text(Path(args.out) / f"{args.stem}_scans.csv", rows_to_csv(rows))
     return code
 
 

@@ -79,12 +79,12 @@ def run_measurement(ap, args, prog, measure, render, stem):
 def write_results(out, stem, md, payload):
     """Write ``STEM.md`` (the text ``md``) and ``STEM.json`` (``payload``) into the folder
     ``out``, made if missing, each atomically -> (md path, json path)."""
+    from edge_runtime import atomic
     from edge_runtime.evaluate import to_json
-    from edge_runtime.outputs import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = out / f"{stem}.md", out / f"{stem}.json"
-    atomic_write_bytes(paths[0], md.encode())
-    atomic_write_bytes(paths[1], to_json(payload).encode())
+    atomic.write_text(paths[0], md)
+    atomic.write_text(paths[1], to_json(payload))
     return paths

@@ -103,10 +103,10 @@ def main(argv=None):
                      f"{r['size_ratio']:.1f}x |")
     summary = list(lines)
     lines += ["", "```", table, "```", ""]
-    from edge_runtime.outputs import atomic_write_bytes
-    atomic_write_bytes(out / "speed_vs_paper.md", "\n".join(lines).encode())
-    atomic_write_bytes(out / "speed_vs_paper.json", json.dumps(
-        {"ratios": ratios, "report": report}, indent=2, default=str).encode())
+    from edge_runtime import atomic
+    atomic.write_text(out / "speed_vs_paper.md", "\n".join(lines))
+    atomic.write_text(out / "speed_vs_paper.json", json.dumps(
+        {"ratios": ratios, "report": report}, indent=2, default=str))
     print("\n".join(summary))
     return 0
 

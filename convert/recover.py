@@ -249,7 +249,7 @@ def recover(bundle_path, out_dir, data, negatives=(), split_from=None,
     from edge_seg.convert.pipeline import _load_inputs
     from edge_runtime.bundle import load_bundle
     from edge_runtime.evaluate import run_split_samples
-    from edge_seg.train.trainer import _atomic_json, _atomic_save
+    from edge_seg.train.trainer import save_model, write_record
 
     out = Path(out_dir)
     if out.exists():
@@ -268,7 +268,7 @@ def recover(bundle_path, out_dir, data, negatives=(), split_from=None,
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _atomic_json(stage / "config.json", config)
+        write_record(stage / "config.json", config)
         if split_from:
             shutil.copyfile(Path(split_from) / "split.json", stage / "split.json")
         train_side, _val, _info = run_split_samples(stage)
@@ -284,9 +284,9 @@ def recover(bundle_path, out_dir, data, negatives=(), split_from=None,
                                "threshold": bundle.threshold,
                                "min_area_fraction": bundle.min_area_fraction,
                                "min_peak_probability": bundle.min_peak_probability, **check}
-        _atomic_save(model, stage / "best.keras")
-        _atomic_json(stage / "config.json", config)
-        _atomic_json(stage / "state.json", {"epoch": 0, "best_val_dice": None,
+        save_model(model, stage / "best.keras")
+        write_record(stage / "config.json", config)
+        write_record(stage / "state.json", {"epoch": 0, "best_val_dice": None,
                                             "best_epoch": None, "finished": True})
         stage.rename(out)
     except BaseException:

@@ -88,12 +88,13 @@ def run_batch(paths, segmenter, out_dir, on_result=None, on_failure=None, on_war
 
     ``out_dir`` must exist and be writable (``commands.run.check_out_dir`` checks both);
     stale temporary files of a killed run are removed from it first
-    (``outputs.remove_stale_temporaries``). ``failures``: (path, problem) pairs found before
+    (``atomic.remove_stale_temporaries``). ``failures``: (path, problem) pairs found before
     the batch (e.g. paths that do not exist), reported through ``on_failure`` first.
     Callbacks: ``on_result(path, findings)``, ``on_failure(path, problem)``,
     ``on_warning(path, line)``; any of them may raise ``StopBatch``.
     """
-    from edge_runtime.outputs import output_stems, remove_stale_temporaries
+    from edge_runtime.atomic import remove_stale_temporaries
+    from edge_runtime.outputs import output_stems
     paths = list(paths)
     summary = BatchSummary()
     summary.cleaned = remove_stale_temporaries(out_dir)

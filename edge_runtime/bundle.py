@@ -38,10 +38,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_runtime import __version__
+from edge_runtime import __version__, atomic
 from edge_runtime.errors import BundleError
 from edge_runtime.formats import get_format
-from edge_runtime.outputs import atomic_write_bytes
 from edge_runtime.preprocess import Preprocessing
 from edge_runtime.safeio import NotRegularFileError, open_regular, read_regular, shown
 
@@ -600,5 +599,5 @@ def write_bundle(path, model_bytes, manifest, model_card):
                            (CARD_NAME, card_bytes)):
             info, data = _zip_member(name, data)
             zf.writestr(info, data)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
     return path

@@ -86,9 +86,9 @@ def add_bundle(kit_dir, source, entry_id, role, *, accuracy_from=None, absent_no
     """Copy the bundle ``source`` into ``kit_dir/models/<entry_id>.zip`` after verifying it
     (``load_bundle``: checksums, manifest) -> its kit entry (dict). Raises KitError naming the
     file when it is not a valid bundle zip."""
+    from edge_runtime import atomic
     from edge_runtime.bench.modelfile import model_gflop
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.outputs import atomic_write_bytes
     if role not in ROLES:
         raise KitError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     source = Path(source)
@@ -103,7 +103,7 @@ def add_bundle(kit_dir, source, entry_id, role, *, accuracy_from=None, absent_no
     dest = Path(kit_dir) / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not (dest.is_file() and _sha256_file(dest) == hashlib.sha256(data).hexdigest()):
-        atomic_write_bytes(dest, data)
+        atomic.write_bytes(dest, data)
     m = bundle.manifest
     if accuracy_from is None:
         metrics = m.get("metrics") or {}
@@ -139,8 +139,7 @@ def missing_entry(entry_id, role, *, reason, make, **extra):
 
 def write_kit(kit_dir, entries, suite="paper", note=None, **extra):
     """Write ``kit_dir/kit.json`` (atomically) -> its path. Entry ids must be unique."""
-    from edge_runtime import __version__
-    from edge_runtime.outputs import atomic_write_bytes
+    from edge_runtime import __version__, atomic
     if suite not in SUITES:
         raise KitError(f"suite must be one of {', '.join(SUITES)}, got {suite!r}")
     ids = [e["id"] for e in entries]
@@ -153,7 +152,7 @@ def write_kit(kit_dir, entries, suite="paper", note=None, **extra):
                 "entries": list(entries)}
     path = Path(kit_dir) / KIT_MANIFEST
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    atomic.write_json(path, manifest)
     return path
 
 

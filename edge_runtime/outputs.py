@@ -1,12 +1,7 @@
-"""Writing results: atomic files, the mask, the overlay and the findings JSON.
+"""Writing results: the mask, the overlay and the findings JSON.
 
-Every file is written to a temporary file in its own folder and moved into place with
-``os.replace``: a crash or a full disk leaves either the old file or the new one, never a
-partial file, and no temporary file is left behind. Temporary names are
-``.<name, cut to fit>.<8 random characters>.edge-seg.tmp`` and never longer than 255 bytes
-when the final name fits; a run killed with SIGKILL can still leave one, and
-``remove_stale_temporaries`` (called by ``batch.run_batch`` on its output folder) removes
-files of exactly that pattern, in that folder only, once they are ``STALE_SECONDS`` old.
+The three files of a scan are written all or none (``edge_runtime.atomic.write_many``: each
+to a temporary file in its own folder, then moved into place with ``os.replace``).
 
 Per scan, into the output folder (``<stem>`` from ``output_stems``):
 - ``<stem>_mask.png``: 8-bit, 0 = background, 255 = tumour, the scan's own size;
@@ -16,16 +11,13 @@ Per scan, into the output folder (``<stem>`` from ``output_stems``):
 """
 
 import io
-import json
 import os
-import re
-import stat
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from edge_runtime import atomic
 
 MASK_SUFFIX = "_mask.png"
 OVERLAY_SUFFIX = "_overlay.png"
@@ -36,109 +28,6 @@ TINT_RGB = (255, 40, 40)
 TINT_ALPHA = 0.30
 OUTLINE_RGB = (255, 32, 32)
 
-_UMASK = None
-
-TEMP_SUFFIX = ".edge-seg.tmp"
-MAX_NAME_BYTES = 255                 # a file name on ext4, btrfs, xfs, tmpfs, FAT (in UTF-16)
-_TEMP_RANDOM = 8                     # characters tempfile.mkstemp adds
-_TEMP_PATTERN = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + r"\Z", re.DOTALL)
-STALE_SECONDS = 60                   # a temporary file this old belongs to no live write
-
-
-def _file_mode():
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
-
-
-def _remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def temp_prefix(name):
-    """The temporary-name prefix for a final file ``name``: ``.<name>.``, the name cut (by
-    bytes) so that the whole temporary name stays within ``MAX_NAME_BYTES``."""
-    room = MAX_NAME_BYTES - _TEMP_RANDOM - len(TEMP_SUFFIX) - 2
-    raw = os.fsencode(name)[:room]
-    return "." + os.fsdecode(raw) + "."
-
-
-def remove_stale_temporaries(folder, older_than=STALE_SECONDS):
-    """Remove this module's temporary files (the ``.*.XXXXXXXX.edge-seg.tmp`` pattern only)
-    left in ``folder`` itself (not its sub-folders) by a killed run -> the removed paths.
-
-    Only regular files at least ``older_than`` seconds old are touched, so a write in
-    progress in another run is left alone; anything else in the folder is never touched."""
-    removed = []
-    now = time.time()
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        if not _TEMP_PATTERN.match(name):
-            continue
-        path = os.path.join(folder, name)
-        try:
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= older_than:
-                os.unlink(path)
-                removed.append(Path(path))
-        except OSError:
-            continue
-    return removed
-
-
-def _stage(path, data):
-    """Write ``data`` to a new temporary file next to ``path`` -> the temporary file's name."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX,
-                               dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    return tmp
-
-
-def atomic_write_many(files):
-    """Write {path: bytes} so that either every file is complete or none was touched.
-
-    All data is staged in temporary files in the target folders first (a failure there
-    removes them and leaves existing files untouched); then each is moved into place with
-    ``os.replace``.
-    """
-    staged = []
-    try:
-        for path, data in files.items():
-            staged.append((_stage(path, data), Path(path)))
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _path in staged:
-            _remove_quietly(tmp)
-        raise
-    return [p for _t, p in staged]
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    On any failure the temporary file is removed and an existing ``path`` is left untouched.
-    """
-    atomic_write_many({Path(path): data})
-    return Path(path)
-
 
 def png_bytes(image):
     buf = io.BytesIO()
@@ -147,7 +36,7 @@ def png_bytes(image):
 
 
 def json_bytes(obj):
-    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+    return atomic.json_text(obj).encode("utf-8")
 
 
 def mask_image(mask):
@@ -281,5 +170,5 @@ def write_outputs(out_dir, stem, pixels, mask, findings, protected=()):
         "overlay": png_bytes(make_overlay(pixels, mask, caption_for(findings))),
         "findings": json_bytes(findings),
     }
-    atomic_write_many({paths[k]: blobs[k] for k in ("mask", "overlay", "findings")})
+    atomic.write_many({paths[k]: blobs[k] for k in ("mask", "overlay", "findings")})
     return paths

@@ -25,7 +25,6 @@ For a tool that writes a new site bundle (e.g. a future ``edge-seg calibrate``):
 """
 
 import datetime
-import json
 import os
 from pathlib import Path
 
@@ -134,7 +133,7 @@ def trust_bundle(path, trust_file=None):
     Trusting an already trusted bundle changes nothing. Raises ``BundleError`` when the
     bundle cannot be loaded or the trust list cannot be read or written."""
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.outputs import atomic_write_bytes
+    from edge_runtime import atomic
     bundle = load_bundle(path)
     target = _resolve(trust_file)
     current = read_trust_list(target)
@@ -153,7 +152,7 @@ def trust_bundle(path, trust_file=None):
     doc = {"version": TRUST_FILE_VERSION, "bundles": entries}
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write_bytes(target, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        atomic.write_json(target, doc)
     except OSError as exc:
         raise BundleError(f"trust list {shown(target)}: cannot write "
                           f"({exc.strerror or exc})") from None

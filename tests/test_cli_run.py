@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from edge_runtime import outputs
+from edge_runtime import atomic, outputs
 from edge_runtime.cli import main
 from edge_runtime.errors import EXIT_BUNDLE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
@@ -156,7 +156,7 @@ def test_write_failure_leaves_nothing_partial(tmp_path, run_in, monkeypatch):
     old = run_in.out / "s_mask.png"
     old.write_bytes(b"previous result")
 
-    real_stage = outputs._stage
+    real_stage = atomic._stage
     calls = []
 
     def failing_stage(path, data):
@@ -164,7 +164,7 @@ def test_write_failure_leaves_nothing_partial(tmp_path, run_in, monkeypatch):
         if len(calls) == 2:          # the second file of three fails (disk full)
             raise OSError(28, "No space left on device")
         return real_stage(path, data)
-    monkeypatch.setattr(outputs, "_stage", failing_stage)
+    monkeypatch.setattr(atomic, "_stage", failing_stage)
     result = run_in(p)
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     assert "No space left on device" in result.output
@@ -177,7 +177,7 @@ def test_atomic_write_bytes_keeps_old_file_on_failure(tmp_path, monkeypatch):
     target.write_text("old")
     monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(5, "EIO")))
     with pytest.raises(OSError):
-        outputs.atomic_write_bytes(target, b"new")
+        atomic.write_bytes(target, b"new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
 

@@ -25,7 +25,7 @@ from edge_runtime.cli import main
 from edge_runtime.errors import (EXIT_BUNDLE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK,
                                  EXIT_SOME_FAILED, BundleError, InputImageError)
 from edge_runtime.imageio import load_scan
-from edge_runtime.outputs import TEMP_SUFFIX, remove_stale_temporaries
+from edge_runtime.atomic import TEMP_SUFFIX, remove_stale_temporaries
 from edge_runtime.segment import Segmenter
 from edge_runtime.trust import (PACKAGE_TRUSTED, UntrustedBundleError, is_trusted,
                                 load_trusted_bundle, read_trust_list, trust_bundle)

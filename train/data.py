@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime import atomic
 from edge_runtime.imageio import load_scan
 from edge_runtime.preprocess import prepare_image, prepare_mask
 
@@ -47,9 +48,8 @@ def load_arrays(samples, spec, cache_dir=None, progress=None):
             progress(i + 1, n)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # workers may share the cache
-        np.savez(tmp, images=images, masks=masks)
-        os.replace(tmp, path)
+        with atomic.replacing(path, ".npz") as tmp:        # workers may share the cache
+            np.savez(tmp, images=images, masks=masks)
     return images, masks
 
 

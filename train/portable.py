@@ -29,7 +29,6 @@ import argparse
 import io
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime import atomic
 from edge_seg.train.trainer import (TrainConfig, config_from_saved, gather_samples, load_split_arrays,
                            lr_at, make_split, split_record)
 
@@ -85,9 +85,9 @@ def pack(cfg, out_path, quality=None, log=print):
             "jpeg_quality": quality, "size": spec.input_size}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp.npz")
-    np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-    os.replace(tmp, out_path)
+    with atomic.replacing(out_path, ".npz") as tmp:
+        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                            **arrays)
     log(f"packed {len(x_tr)} training and {len(x_va)} validation scans into {out_path} "
         f"({out_path.stat().st_size / 1e6:.1f} MB)")
     return out_path
@@ -276,7 +276,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
 
     from edge_seg.train.losses import get_loss
     from edge_seg.train.models import build_model
-    from edge_seg.train.trainer import _atomic_json, record_epoch, validation_scores
+    from edge_seg.train.trainer import record_epoch, validation_scores, write_record
 
     t_start = time.time()
     meta, x_tr, y_tr, x_va, y_va, has_tumour = load_pack(pack_path)
@@ -324,10 +324,10 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
         state = {"epoch": 0, "best_val_dice": -1.0, "best_epoch": None, "bad_epochs": 0,
                  "finished": False}
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_json(out / "config.json", dict(asdict(cfg), trained_with={
+        write_record(out / "config.json", dict(asdict(cfg), trained_with={
             "trainer": "train.portable", "backend": keras.backend.backend(),
             "whole_scans": cfg.patch_size == size, "jpeg_quality": meta.get("jpeg_quality")}))
-        _atomic_json(out / "split.json", meta["split"])
+        write_record(out / "split.json", meta["split"])
     keras.utils.set_random_seed(cfg.seed + state["epoch"])
     if resume:
         seg = keras.models.load_model(out / "last.keras", compile=False)
@@ -379,7 +379,7 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
                 saved = json.loads((out / "config.json").read_text())
                 saved["epochs"] = fitted
                 saved["trained_with"]["epochs_fitted_to_minutes"] = fit_to_minutes
-                _atomic_json(out / "config.json", saved)
+                write_record(out / "config.json", saved)
     return state
 
 

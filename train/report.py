@@ -189,8 +189,8 @@ def report_predictions(run_dir, predict, checkpoint, thresholds=THRESHOLDS,
         "fp_scan_rate": chosen.summary["fp_scan_rate"],
         "seconds": round(time.time() - t0, 1),
     }
+    from edge_runtime import atomic
     from edge_runtime.evaluate import rows_to_csv
-    from edge_runtime.outputs import atomic_write_bytes
-    atomic_write_bytes(run_dir / "report.json", to_json(report).encode())
-    atomic_write_bytes(run_dir / "val_scans.csv", rows_to_csv(chosen.rows).encode())
+    atomic.write_text(run_dir / "report.json", to_json(report))
+    atomic.write_text(run_dir / "val_scans.csv", rows_to_csv(chosen.rows))
     return report

@@ -10,7 +10,6 @@ should be ~1e-6). Refuses to overwrite ``--out``; writes it atomically.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -44,9 +43,9 @@ def main(argv=None):
         print(f"rescale: {src}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 2
     change = float(np.abs(model.predict(x, verbose=0) - before).max())
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, out)
+    from edge_runtime import atomic
+    with atomic.replacing(out, ".keras") as tmp:
+        model.save(tmp)
     print(json.dumps({"written": str(out), "rescaled": dict(done),
                       "max_output_change": change}))
     return 0

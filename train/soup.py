@@ -55,7 +55,7 @@ def soup(run_a, run_b, weight, out_dir):
     import numpy as np
 
     import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
-    from edge_seg.train.trainer import _atomic_json, _atomic_save
+    from edge_seg.train.trainer import save_model, write_record
 
     a = keras.models.load_model(Path(run_a) / "best.keras", compile=False)
     b = keras.models.load_model(Path(run_b) / "best.keras", compile=False)
@@ -67,10 +67,10 @@ def soup(run_a, run_b, weight, out_dir):
                    if np.issubdtype(x.dtype, np.floating) else x for x, y in zip(wa, wb)])
     config = dict(cfg_a, soup={"a": str(run_a), "b": str(run_b), "weight": w})
     out.mkdir(parents=True)
-    _atomic_save(a, out / "best.keras")
-    _atomic_json(out / "config.json", config)
-    _atomic_json(out / "split.json", split_a)
-    _atomic_json(out / "state.json", {"epoch": 0, "best_val_dice": None, "best_epoch": None,
+    save_model(a, out / "best.keras")
+    write_record(out / "config.json", config)
+    write_record(out / "split.json", split_a)
+    write_record(out / "state.json", {"epoch": 0, "best_val_dice": None, "best_epoch": None,
                                       "finished": True})
     return config
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime import atomic
 from edge_runtime.datasets import discover, split_by_family, split_by_source
 from edge_runtime.preprocess import Preprocessing
 
@@ -87,16 +88,17 @@ class TrainConfig:
         return Preprocessing(input_size=cfg["input_size"])
 
 
-def _atomic_json(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+def write_record(path, obj):
+    """A run's JSON record (config, split, state) written atomically (``default=str``)."""
+    return atomic.write_json(path, obj, default=str)
 
 
-def _atomic_save(model, path):
-    tmp = Path(str(path).replace(".keras", ".tmp.keras"))
-    model.save(tmp)
-    os.replace(tmp, path)
+def save_model(model, path):
+    """``model.save`` to a ``.keras`` path atomically (a temporary ``.keras`` file next to it,
+    then ``os.replace``)."""
+    with atomic.replacing(path, ".keras") as tmp:
+        model.save(tmp)
+    return Path(path)
 
 
 def lr_at(cfg, epoch):
@@ -356,10 +358,10 @@ def record_epoch(cfg, state, model, out, epoch, lr, loss, scores, secs, log=prin
     improved = scores["val_dice"] > state["best_val_dice"]
     if improved:
         state.update(best_val_dice=scores["val_dice"], best_epoch=epoch + 1, bad_epochs=0)
-        _atomic_save(model, out / "best.keras")
+        save_model(model, out / "best.keras")
     else:
         state["bad_epochs"] += 1
-    _atomic_save(model, out / "last.keras")
+    save_model(model, out / "last.keras")
     if state["bad_epochs"] >= cfg.patience:
         state["finished"] = True
         log(f"early stopping: no better validation Dice for {cfg.patience} epochs")
@@ -376,7 +378,7 @@ def record_epoch(cfg, state, model, out, epoch, lr, loss, scores, secs, log=prin
         if new:
             w.writeheader()
         w.writerow(row)
-    _atomic_json(out / "state.json", state)
+    write_record(out / "state.json", state)
     log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']} val_dice {row['val_dice']} "
         f"fp_scans {row['val_fp_scan_rate']} lr {row['lr']} {secs:.0f}s"
         + (" *" if improved else ""))
@@ -432,8 +434,8 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     labelled, negatives = gather_samples(cfg)
     tr, va, ntr, nva, twins = make_split(cfg, labelled, negatives, log=log)
     if not resume:
-        _atomic_json(out / "config.json", asdict(cfg))
-        _atomic_json(out / "split.json", split_record(cfg, tr, va, ntr, nva, twins))
+        write_record(out / "config.json", asdict(cfg))
+        write_record(out / "split.json", split_record(cfg, tr, va, ntr, nva, twins))
 
     cache = default_cache_dir()
     t0 = time.time()
@@ -488,7 +490,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
             t = time.time()
             hist = model.fit(epoch_dataset(epoch), epochs=1, verbose=0, callbacks=[_Guard()])
             if stop.stop:
-                _atomic_save(model, out / "interrupted.keras")
+                save_model(model, out / "interrupted.keras")
                 log(f"stopped by signal during epoch {epoch + 1}; resume continues from the end "
                     f"of epoch {epoch} (last.keras); weights at the stop are in interrupted.keras")
                 break

@@ -124,7 +124,7 @@ def ensemble(runs, out_dir, checkpoint="best.keras", limit=None, log=print):
     import edge_seg.train.models  # noqa: F401 - registers the custom layers for loading
     from edge_runtime.evaluate import predict_fn_for_keras
     from edge_seg.train.report import report_predictions
-    from edge_seg.train.trainer import _atomic_json
+    from edge_seg.train.trainer import write_record
 
     fns = [predict_fn_for_keras(keras.models.load_model(run / checkpoint, compile=False))
            for run, _, _ in members]
@@ -133,8 +133,8 @@ def ensemble(runs, out_dir, checkpoint="best.keras", limit=None, log=print):
     config = dict(cfg0, ensemble={"members": [str(r) for r, _, _ in members],
                                   "checkpoint": checkpoint, "combine": "mean probability"})
     out.mkdir(parents=True)
-    _atomic_json(out / "config.json", config)
-    _atomic_json(out / "split.json", split0)
+    write_record(out / "config.json", config)
+    write_record(out / "split.json", split0)
     report = report_predictions(out, mean_predictor(fns),
                                 f"mean of {len(fns)} models' {checkpoint}", limit=limit, log=log)
     rows = [summary_row(n, json.loads((r / "report.json").read_text()))

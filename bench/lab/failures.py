@@ -206,9 +206,10 @@ def main(argv=None):
     if args.per_class < 1:
         ap.error(f"--per-class must be at least 1, got {args.per_class}")
 
+    from edge_runtime import atomic
     from edge_runtime.errors import EdgeSegError
     from edge_runtime.evaluate import to_json
-    from edge_runtime.outputs import atomic_write_bytes, png_bytes
+    from edge_runtime.outputs import png_bytes
 
     try:
         bundle, samples, source = open_inputs(args)
@@ -225,13 +226,13 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     sheet = render(bundle, samples, picked, args.threads)
     if sheet is not None:
-        atomic_write_bytes(out / "failures.png", png_bytes(sheet))
+        atomic.write_bytes(out / "failures.png", png_bytes(sheet))
     figure = "failures.png" if sheet is not None else None
-    atomic_write_bytes(out / "failures.md", to_markdown(budget, picked, bundle.name, source,
-                                                        figure).encode())
-    atomic_write_bytes(out / "failures.json", to_json(
+    atomic.write_text(out / "failures.md", to_markdown(budget, picked, bundle.name, source,
+                                                       figure))
+    atomic.write_text(out / "failures.json", to_json(
         {"bundle": bundle.name, "scans": source, "budget": budget, "worst": picked,
-         "failures": failed}).encode())
+         "failures": failed}))
     for path, problem in failed:
         print(f"failures: {path}: {problem}", file=sys.stderr)
     print(json.dumps({"written": [str(out / n) for n in

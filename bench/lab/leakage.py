@@ -153,9 +153,9 @@ def main(argv=None):
     if not 0.0 < args.threshold <= 1.0:
         ap.error(f"--threshold must be in (0, 1], got {args.threshold}")
 
+    from edge_runtime import atomic
     from edge_runtime.errors import EdgeSegError
     from edge_runtime.evaluate import rows_from_csv, run_split_samples, to_json
-    from edge_runtime.outputs import atomic_write_bytes
 
     def log(m):
         print(f"leakage: {m}", file=sys.stderr)
@@ -193,8 +193,8 @@ def main(argv=None):
     source = f"{Path(args.run).name}: {len(train)} training and {len(val)} validation scans"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "leakage.md", to_markdown(result, source).encode())
-    atomic_write_bytes(out / "leakage.json", to_json(dict(result, split=source)).encode())
+    atomic.write_text(out / "leakage.md", to_markdown(result, source))
+    atomic.write_text(out / "leakage.json", to_json(dict(result, split=source)))
     for path, problem in result["unreadable"]:
         log(f"{path}: {problem}")
     print(json.dumps({"written": [str(out / "leakage.md"), str(out / "leakage.json")]}))

@@ -317,8 +317,8 @@ def plot_png(table):
 
 def write_suite(table, out_dir, command=None, plot=True):
     """Write ``kit_paper.md``, ``.csv``, ``.json`` and (with matplotlib) ``.png`` into
-    ``out_dir``, all or none (``edge_runtime.outputs.atomic_write_many``) -> paths."""
-    from edge_runtime.outputs import atomic_write_many
+    ``out_dir``, all or none (``edge_runtime.atomic.write_many``) -> paths."""
+    from edge_runtime.atomic import write_many
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -334,4 +334,4 @@ def write_suite(table, out_dir, command=None, plot=True):
     files[out / f"{OUTPUT_STEM}.md"] = render_markdown(table, command).encode("utf-8")
     files[out / f"{OUTPUT_STEM}.csv"] = render_csv(table).encode("utf-8")
     files[out / f"{OUTPUT_STEM}.json"] = render_json(table).encode("utf-8")
-    return atomic_write_many(files)
+    return write_many(files)

@@ -31,9 +31,9 @@ def _write(dest, text, what):
     if str(dest) == "-":
         click.echo(text, nl=False)
         return
-    from edge_runtime.evaluate import _atomic_write_text
+    from edge_runtime import atomic
     try:
-        _atomic_write_text(dest, text)
+        atomic.write_text(dest, text, parents=True)
     except OSError as exc:
         raise EdgeSegError(f"{dest}: cannot write the {what} ({exc.strerror or exc})") from None
     click.echo(f"wrote {dest}", err=True)

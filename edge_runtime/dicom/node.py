@@ -129,10 +129,10 @@ class Node:
                              "again)") from None
 
     def _save_state(self):
-        from edge_runtime.outputs import atomic_write_bytes, json_bytes
+        from edge_runtime import atomic
         with self.lock:
-            data = json_bytes(self.state)
-        atomic_write_bytes(self.folder / STATE_FILE, data)
+            data = atomic.json_text(self.state).encode("utf-8")
+        atomic.write_bytes(self.folder / STATE_FILE, data)
 
     def _disk_usage(self):
         total = 0
@@ -154,7 +154,7 @@ class Node:
             return STATUS_CANNOT_UNDERSTAND
 
     def _store(self, event):
-        from edge_runtime.outputs import atomic_write_bytes
+        from edge_runtime import atomic
         calling = event.assoc.requestor.ae_title
         ds = event.dataset
         ds.file_meta = event.file_meta
@@ -177,7 +177,7 @@ class Node:
             self.used += len(data)
         target = self.incoming / study / series / f"{sop}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, data)
+        atomic.write_bytes(target, data)
         with self.lock:
             entry = self.state["series"].get(series)
             new = entry is None

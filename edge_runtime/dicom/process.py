@@ -158,9 +158,9 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
     the written paths. Raises ``OSError`` when results cannot be written (then no series
     file is left half-written).
     """
+    from edge_runtime.atomic import write_many
     from edge_runtime.dicom.pixels import load_slice
     from edge_runtime.outputs import (
-        atomic_write_many,
         json_bytes,
         png_bytes,
         write_outputs,
@@ -307,5 +307,5 @@ def process_series(series, segmenter, out_dir, stem=None, consistency=DEFAULT_RU
     report["outputs"] = {k: str(v) for k, v in paths.items()}
     report["timing_s"] = round(time.perf_counter() - t0, 3)
     files[paths["series_json"]] = json_bytes(report)
-    atomic_write_many(files)
+    write_many(files)
     return report

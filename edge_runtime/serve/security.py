@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 
-from edge_runtime.outputs import atomic_write_bytes, json_bytes
+from edge_runtime import atomic
 from edge_runtime.serve.settings import is_loopback
 
 AUTH_FILE = "auth.json"
@@ -60,7 +60,7 @@ def ensure_token(data_dir, reset=False):
     salt = secrets.token_hex(16)
     record = {"scheme": "pbkdf2_sha256", "iterations": PBKDF2_ITERATIONS, "salt": salt,
               "hash": _hash(token, salt, PBKDF2_ITERATIONS), "created": time.time()}
-    atomic_write_bytes(path, json_bytes(record))
+    atomic.write_json(path, record)
     path.chmod(0o600)
     return token
 

@@ -14,7 +14,7 @@ Layout (every name below is fixed or generated here; nothing from a request beco
 
 ``<id>`` is 32 lowercase hex digits from ``secrets``; ``check_job_id`` refuses anything else,
 so a request can name a job but never a path. ``ext`` comes from a fixed list
-(``upload_suffix``). ``job.json`` is written atomically (``outputs.atomic_write_bytes``).
+(``upload_suffix``). ``job.json`` is written atomically (``atomic.write_json``).
 """
 
 import json
@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from edge_runtime.outputs import atomic_write_bytes, json_bytes
+from edge_runtime import atomic
 
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 JOB_FILE = "job.json"
@@ -209,7 +209,7 @@ class Store:
         return job
 
     def write_job(self, job):
-        atomic_write_bytes(self.job_dir(job["id"]) / JOB_FILE, json_bytes(job))
+        atomic.write_json(self.job_dir(job["id"]) / JOB_FILE, job)
 
     def read_job(self, job_id):
         path = self.job_dir(job_id) / JOB_FILE

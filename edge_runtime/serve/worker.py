@@ -24,9 +24,9 @@ import threading
 import numpy as np
 from PIL import Image
 
+from edge_runtime.atomic import write_many
 from edge_runtime.errors import InputImageError, MissingExtraError
-from edge_runtime.outputs import (OUTLINE_RGB, TINT_ALPHA, TINT_RGB, atomic_write_many,
-                                  display_gray, outline)
+from edge_runtime.outputs import OUTLINE_RGB, TINT_ALPHA, TINT_RGB, display_gray, outline
 from edge_runtime.serve.store import JobNotFound, scan_stem, series_stem, slice_stem
 
 log = logging.getLogger("edge_seg.serve")
@@ -71,7 +71,7 @@ def segment_scan(segmenter, path, out_dir, stem, source_name, max_pixels):
     findings = dict(result.findings, source=source_name)
     write_outputs(out_dir, stem, scan.pixels, result.mask, findings)
     gray, layer = view_images(scan.pixels, result.mask)
-    atomic_write_many({out_dir / f"{stem}{VIEW_SUFFIX}": _display_png(gray),
+    write_many({out_dir / f"{stem}{VIEW_SUFFIX}": _display_png(gray),
                        out_dir / f"{stem}{LAYER_SUFFIX}": _display_png(layer)})
     return findings
 
@@ -159,7 +159,7 @@ def segment_series(store, job, segmenter, max_pixels, indexes):
             if scan is not None:
                 gray, layer = view_images(scan.pixels, mask)
                 stem = slice_stem(k, number)
-                atomic_write_many({results / f"{stem}{VIEW_SUFFIX}": _display_png(gray),
+                write_many({results / f"{stem}{VIEW_SUFFIX}": _display_png(gray),
                                    results / f"{stem}{LAYER_SUFFIX}": _display_png(layer)})
                 record["shown"].append(number)
             job["done"] += 1
