@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge_runtime.bench.suite import shown_path
+
 
 def build_reference(work, seed=0, fmt="drq"):
     """Paper-size Res-UNet+AG (random weights, ``seed``) exported as ``fmt``, as a bundle in
@@ -39,18 +41,6 @@ def build_reference(work, seed=0, fmt="drq"):
     Path(work).mkdir(parents=True, exist_ok=True)
     card = "# Paper-size Res-UNet+AG (random weights)\n\nSpeed and size reference only.\n"
     return write_bundle(path, blob, manifest, card)
-
-
-def shown_path(path):
-    """A path as a reader can retype it: relative to the current folder when inside it, else
-    with the home folder as ``~`` (no machine-specific prefix in a committed results file)."""
-    p = Path(path).resolve()
-    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
-        try:
-            return prefix + str(p.relative_to(base))
-        except ValueError:
-            continue
-    return str(p)
 
 
 def main(argv=None):

@@ -174,3 +174,11 @@ def replacing(path, suffix="", parents=False):
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def ensure_writable_dir(folder):
+    """Create ``folder`` if needed and prove a file can be written there (a temporary file,
+    removed at once); raises ``OSError`` with the reason otherwise."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass

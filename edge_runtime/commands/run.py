@@ -3,7 +3,6 @@
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -60,10 +59,9 @@ def check_out_dir(out_dir, files):
             raise EdgeSegError(f"--out {shown(out_dir)} is the folder of input {shown(f)}; "
                                "choose another "
                                "folder so that results never mix with (or replace) scans")
+    from edge_runtime.atomic import ensure_writable_dir
     try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
+        ensure_writable_dir(out_dir)
     except OSError as exc:
         raise EdgeSegError(f"{shown(out_dir)}: output folder is not writable "
                            f"({exc.strerror or exc})") from None

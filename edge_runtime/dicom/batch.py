@@ -14,7 +14,6 @@ named one by one are still read one by one (``edge_runtime.imageio``).
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from edge_runtime.errors import EdgeSegError
@@ -88,10 +87,9 @@ def check_out_dir(out_dir, trees):
         if out_real == root or out_real.startswith(root + os.sep):
             raise EdgeSegError(f"--out {out_dir} is inside the DICOM folder {t}; choose a "
                                "folder outside it so that results never mix with the series")
+    from edge_runtime.atomic import ensure_writable_dir
     try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
+        ensure_writable_dir(out_dir)
     except OSError as exc:
         raise EdgeSegError(f"{out_dir}: output folder is not writable "
                            f"({exc.strerror or exc})") from None
