@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_runtime import __version__
 from edge_runtime.bundle import (DEFAULT_MIN_AREA_FRACTION, DEFAULT_MIN_PEAK_PROBABILITY,
-                                 DEFAULT_THRESHOLD, SCHEMA_VERSION)
+                                 DEFAULT_THRESHOLD, SCHEMA_VERSION, sha256_file)
 from edge_runtime.formats import FORMAT_NAMES, get_format
 from edge_runtime.imageio import load_scan
 from edge_runtime.preprocess import prepare_image
@@ -80,13 +80,6 @@ def _converted_io_check(model_bytes, size, fmt):
             raise SourceError(f"{fmt}: converted model {kind} is {shape} {dtype}; expected "
                               f"{want} float32 (is the model's output one sigmoid channel?)")
 
-
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _drop(f, c):
@@ -205,7 +198,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
     out_dir.mkdir(parents=True, exist_ok=True)
     tools = _tool_versions()
     source_info = {"model_file": src.model_path.name, "model_file_sha256":
-                   _sha256_file(src.model_path), "run": src.name if src.run_dir else None}
+                   sha256_file(src.model_path), "run": src.name if src.run_dir else None}
     for item in results:
         manifest = build_manifest(item, src, spec, name, post, data_info,
                                   len(calibration) if calibration is not None else None,

@@ -143,6 +143,15 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path):
+    """sha256 (hex) of a file's bytes, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def bundle_digest(members):
     """{member name: bytes} -> the bundle's digest: the sha256 of the lines
     ``"<sha256 of member>  <name>\\n"`` in sorted name order (``sha256sum`` output, so

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.bundle import sha256_file
 from edge_runtime.errors import EXIT_GATE, EXIT_USAGE, EdgeSegError
 
 # The candidate settings (the bundle's own values are always added).
@@ -83,12 +84,8 @@ def folder_digest(root):
     outer, n, size = hashlib.sha256(), 0, 0
     for path in sorted((p for p in root.rglob("*") if p.is_file()),
                        key=lambda p: p.relative_to(root).as_posix()):
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-                size += len(block)
-        outer.update(f"{path.relative_to(root).as_posix()}\0{h.hexdigest()}\n".encode())
+        size += path.stat().st_size
+        outer.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
         n += 1
     return {"sha256": outer.hexdigest(), "files": n, "bytes": size}
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_runtime.bundle import sha256_file
 from edge_runtime.errors import EXIT_USAGE, EdgeSegError
 
 KIT_MANIFEST = "kit.json"
@@ -45,13 +46,6 @@ class KitError(EdgeSegError):
 
     exit_code = EXIT_USAGE
 
-
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _one_line(exc):
@@ -102,7 +96,7 @@ def add_bundle(kit_dir, source, entry_id, role, *, accuracy_from=None, absent_no
     rel = f"{MODELS_DIR}/{entry_id}.zip"
     dest = Path(kit_dir) / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not (dest.is_file() and _sha256_file(dest) == hashlib.sha256(data).hexdigest()):
+    if not (dest.is_file() and sha256_file(dest) == hashlib.sha256(data).hexdigest()):
         atomic.write_bytes(dest, data)
     m = bundle.manifest
     if accuracy_from is None:
@@ -247,7 +241,7 @@ def _resolve(kit_dir, e, verify):
                         make=make)
     if verify:
         want = e.get("sha256")
-        if want and _sha256_file(path) != want:
+        if want and sha256_file(path) != want:
             return KitModel(e, "FAILED", path=path,
                             reason=f"{e['file']}: sha256 differs from the kit manifest "
                                    "(changed or damaged)")
