@@ -51,19 +51,26 @@ class BatchSummary:
         return self.stopped is None
 
 
+def read_and_segment(path, segmenter, max_pixels=None):
+    """Read one scan and segment it -> (``Scan``, ``segment.Result``): the step every front
+    end shares (``edge-seg run``, the web view). Raises ``InputImageError`` (one line) for a
+    scan that cannot be read or that the preprocessing refuses (e.g. a strip over 10:1)."""
+    from edge_runtime.imageio import load_scan
+    scan = load_scan(path) if max_pixels is None else load_scan(path, max_pixels=max_pixels)
+    try:
+        return scan, segmenter.segment(scan)
+    except ValueError as exc:
+        raise InputImageError(path, one_line(exc)) from None
+
+
 def segment_file(path, segmenter, out_dir, stem, protected=()):
     """Read, segment and write the results of one scan -> (findings, warning lines).
 
     Raises ``InputImageError`` (one line) for a bad scan or results that cannot be written."""
-    from edge_runtime.imageio import load_scan
     from edge_runtime.outputs import write_outputs
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scan = load_scan(path)
-        try:
-            result = segmenter.segment(scan)
-        except ValueError as exc:   # e.g. an array the preprocessing refuses
-            raise InputImageError(path, one_line(exc)) from None
+        scan, result = read_and_segment(path, segmenter)
         try:
             paths = write_outputs(out_dir, stem, scan.pixels, result.mask, result.findings,
                                   protected=protected)

@@ -59,15 +59,14 @@ def view_images(pixels, mask):
 def segment_scan(segmenter, path, out_dir, stem, source_name, max_pixels):
     """One uploaded scan through the library, as ``edge-seg run`` does -> its findings.
 
-    THE CALL SITE: ``load_scan`` + ``Segmenter.segment`` + ``write_outputs`` (mask, overlay,
-    findings JSON into ``out_dir`` as ``<stem>_*``), then the page's two layers. Raises
-    ``InputImageError`` for a scan that cannot be used.
+    THE CALL SITE: ``batch.read_and_segment`` (as ``edge-seg run``) + ``write_outputs``
+    (mask, overlay, findings JSON into ``out_dir`` as ``<stem>_*``), then the page's two
+    layers. Raises ``InputImageError`` for a scan that cannot be used.
     """
-    from edge_runtime.imageio import load_scan
+    from edge_runtime.batch import read_and_segment
     from edge_runtime.outputs import write_outputs
 
-    scan = load_scan(path, max_pixels=max_pixels)
-    result = segmenter.segment(scan)
+    scan, result = read_and_segment(path, segmenter, max_pixels=max_pixels)
     findings = dict(result.findings, source=source_name)
     write_outputs(out_dir, stem, scan.pixels, result.mask, findings)
     gray, layer = view_images(scan.pixels, result.mask)
