@@ -14,12 +14,13 @@ comes from; ``edge_runtime.kit``) and ``models/*.zip``, every one a verified bun
   bundle exists under ``runs/RUN/export/``; otherwise a ``missing`` entry with the reason and
   the command that would make it.
 
-What a fresh clone holds: the committed kit ``bench/paper_kit`` has the shipped bundle and the
-manifest; the references (31 MB and 124 MB) are too big to commit and are git-ignored there.
-Their entries keep their architecture, size and sha256, and a device reading the kit reports
-them ``missing`` with this command, which regenerates them on a workstation with TensorFlow
-(the device side cannot build them: no TensorFlow there). Copy the folder (or ``--archive``)
-to the device afterwards.
+What a fresh clone holds: the committed kit ``bench/paper_kit`` has the shipped bundle, the
+variants' bundles that exist, the manifest, and for each paper-size reference a **template**
+(``models/paper_resunet_ag_FMT.template.zip``: the bundle with every filter zeroed, ~0.1 MB).
+The full references (31 MB and 124 MB) are too big to commit; ``edge-seg bench KIT`` fills
+each template's filters from the seed (``edge_runtime.kit.materialize_seeded``, no
+TensorFlow: the same bytes on every machine) and checks the bundle digest the kit pins. The
+filter values are not the Keras initialiser's: speed and size do not depend on them.
 """
 
 import argparse
@@ -35,7 +36,11 @@ PAPER_VARIANT_RUNS = (("resunet", "resunet_edge"), ("resunet_ag", "resunet_ag_ed
 REFERENCE_FORMATS = ("fp32", "drq")
 REFERENCE_ARCH = {"variant": "resunet_ag", "preset": "paper", "filters": "64, 128, 256, 512, "
                   "1024 (4 levels + bridge, as Aprianto & Riana 2025)", "input_size": 256,
-                  "weights": "random, seed 0 (keras.utils.set_random_seed)"}
+                  "weights": "random: every filter drawn from seed 0 by edge_runtime.bench."
+                             "modelfile.seeded_weights (pcg64-raw-v1: He-uniform floats, "
+                             "uniform int8); biases and quantization scales from the Keras "
+                             "build (keras.utils.set_random_seed(0))"}
+REFERENCE_SEED = 0
 DEFAULT_OUT = "bench/paper_kit"
 KIT_NOTE = ("Device benchmark kit for the paper's table (edge-seg bench KIT --suite paper). "
             "Accuracy comes from each bundle's own conversion gate; the paper-size references "
@@ -96,7 +101,9 @@ def variant_entries(kit_dir, runs_dir):
 
 def reference_entries(kit_dir, work, build=True):
     """The paper-size fp32 and DRQ references (built with TensorFlow, cached in ``work``)."""
-    from edge_runtime.kit import add_bundle, missing_entry
+    from edge_runtime.bench.modelfile import SEEDED_SCHEME
+    from edge_runtime.kit import (MODELS_DIR, add_bundle, materialize_seeded, missing_entry,
+                                  write_seeded_template)
     entries = []
     for fmt in REFERENCE_FORMATS:
         entry_id = f"paper_resunet_ag_{fmt}"
@@ -118,12 +125,19 @@ def reference_entries(kit_dir, work, build=True):
             entries.append(missing_entry(entry_id, "paper-reference", format=fmt, reason=why,
                                          make=_regen_command(kit_dir), **common))
             continue
-        mb = path.stat().st_size / 1e6
+        # Commit a template (filters zeroed: ~0.1 MB) and let the device fill the filters
+        # from the seed; the full bundle is made here the same way, so both hold one digest.
+        template_rel = f"{MODELS_DIR}/{entry_id}.template.zip"
+        write_seeded_template(Path(kit_dir) / template_rel, path)
+        full = materialize_seeded(Path(kit_dir) / template_rel, REFERENCE_SEED,
+                                  Path(work) / f"{entry_id}.seeded.zip")
+        mb = full.stat().st_size / 1e6
         entries.append(add_bundle(
-            kit_dir, path, entry_id, "paper-reference",
-            absent_note=(f"too big to commit ({mb:.0f} MB, git-ignored): built on a "
-                         "workstation with TensorFlow (the train extra), or copy the kit "
-                         "folder from one"),
+            kit_dir, full, entry_id, "paper-reference",
+            absent_note=(f"too big to commit ({mb:.0f} MB, git-ignored): edge-seg bench KIT "
+                         f"regenerates it from {template_rel}"),
+            seeded_from={"template": template_rel, "seed": REFERENCE_SEED,
+                         "scheme": SEEDED_SCHEME},
             make=_regen_command(kit_dir), **common))
         log(f"{entry_id}: {mb:.1f} MB")
     return entries

@@ -154,7 +154,7 @@ def kit_items(kit_dir):
     from edge_runtime.kit import is_kit, load_kit
     if kit_dir is None or not is_kit(kit_dir):
         return [], {}
-    kit = load_kit(kit_dir)
+    kit = load_kit(kit_dir, materialize=True, log=log)
     items, missing = [], {}
     for m in kit.models:
         e = m.entry

@@ -16,9 +16,14 @@ A kit is what a machine with only the device install needs to rebuild the paper'
 Roles: ``shipped`` (the default bundle), ``variant`` (a paper variant, trained), and
 ``paper-reference`` (the paper-size Res-UNet+AG, random weights: speed and size only).
 An entry may name a file that this copy of the kit does not hold (a reference too big to
-commit): ``absent_note`` then says where it comes from. ``load_kit`` resolves every entry to
-``ok`` (file present, sha256 matches, bundle loads), ``missing`` (with the reason) or
-``FAILED`` (why); nothing is dropped silently.
+commit): ``absent_note`` then says where it comes from. A random-weight entry may instead be
+**seeded**: ``seeded_from`` names a committed template (the same bundle with every filter set
+to zero: a few hundred KB) and a seed, and ``load_kit(..., materialize=True)`` (what
+``edge-seg bench KIT`` does) regenerates the full bundle from them
+(``edge_runtime.bench.modelfile.seeded_weights``: the same bytes on every machine) and
+checks its model's sha256 against ``model_sha256``. ``load_kit`` resolves every entry to ``ok`` (file
+present, sha256 matches, bundle loads), ``missing`` (with the reason) or ``FAILED`` (why);
+nothing is dropped silently.
 
 ``add_bundle`` / ``missing_entry`` / ``write_kit`` assemble a kit from bundles that exist
 (no TensorFlow needed); ``python -m bench.kit`` is the workstation command that also builds
@@ -122,6 +127,33 @@ def add_bundle(kit_dir, source, entry_id, role, *, accuracy_from=None, absent_no
     return entry
 
 
+def write_seeded_template(path, bundle_path):
+    """The template of the random-weight bundle at ``bundle_path`` (every filter zero, the
+    rest kept) written to ``path`` -> its Path. ``materialize_seeded`` turns it back into a
+    full bundle."""
+    from edge_runtime.bench.modelfile import seeded_weights
+    from edge_runtime.bundle import load_bundle, write_bundle
+    b = load_bundle(bundle_path)
+    manifest = {k: v for k, v in b.manifest.items() if k != "model_sha256"}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_bundle(path, seeded_weights(b.model_bytes, zero=True), manifest, b.model_card)
+
+
+def materialize_seeded(template, seed, out, scheme=None):
+    """The full random-weight bundle from a ``write_seeded_template`` template: every filter
+    filled from ``seed`` (``scheme``), written atomically to ``out`` -> its Path. The same
+    template and seed give the same model bytes (the sha256 a kit pins) on every machine."""
+    from edge_runtime.bench.modelfile import SEEDED_SCHEME, seeded_weights
+    from edge_runtime.bundle import load_bundle, write_bundle
+    if scheme not in (None, SEEDED_SCHEME):
+        raise KitError(f"{template}: seeded scheme {scheme!r} is not known here; allowed: "
+                       f"{SEEDED_SCHEME} (a newer edge-seg made this kit?)")
+    b = load_bundle(template)
+    manifest = {k: v for k, v in b.manifest.items() if k != "model_sha256"}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return write_bundle(out, seeded_weights(b.model_bytes, int(seed)), manifest, b.model_card)
+
+
 def missing_entry(entry_id, role, *, reason, make, **extra):
     """A kit entry for a model the kit should hold but does not: why, and the command that
     would make it."""
@@ -191,12 +223,14 @@ def is_kit(path):
     return Path(path).is_dir() and (Path(path) / KIT_MANIFEST).is_file()
 
 
-def load_kit(kit_dir, verify=True):
+def load_kit(kit_dir, verify=True, materialize=False, log=None):
     """Read ``kit_dir/kit.json`` and resolve every entry (see ``KitModel``) -> Kit.
 
     Raises KitError (one line naming the folder) when there is no readable kit manifest.
     ``verify``: check each present file's sha256 against the manifest and load it as a bundle
-    (a mismatch or a bundle that does not load makes that entry FAILED, not the kit)."""
+    (a mismatch or a bundle that does not load makes that entry FAILED, not the kit).
+    ``materialize``: regenerate the absent file of a seeded entry from its template into the
+    kit folder (``materialize_seeded``; said through ``log``)."""
     kit_dir = Path(kit_dir)
     if not kit_dir.is_dir():
         raise KitError(f"{kit_dir}: not a kit folder (not a directory)")
@@ -223,22 +257,72 @@ def load_kit(kit_dir, verify=True):
                            f"{', '.join(ROLES)}")
     kit = Kit(kit_dir, manifest)
     for e in entries:
-        kit.models.append(_resolve(kit_dir, e, verify))
+        kit.models.append(_resolve(kit_dir, e, verify, materialize, log or (lambda _m: None)))
     return kit
 
 
-def _resolve(kit_dir, e, verify):
+def _inside(rel):
+    rel = Path(rel)
+    return not (rel.is_absolute() or ".." in rel.parts)
+
+
+def _regenerate(kit_dir, e, path, log):
+    """Make the absent ``path`` of seeded entry ``e`` from its template -> None, or why not."""
+    seeded = e["seeded_from"]
+    if not isinstance(seeded, dict) or not isinstance(seeded.get("template"), str):
+        return "its seeded_from has no template"
+    if not _inside(seeded["template"]):
+        return f"template {seeded['template']!r} is outside the kit folder"
+    template = kit_dir / seeded["template"]
+    if not template.is_file():
+        return f"neither it nor its template {seeded['template']} is in this copy of the kit"
+    log(f"{e['file']}: regenerating from {seeded['template']} (random weights, seed "
+        f"{seeded.get('seed')}); once, about {e.get('bytes', 0) / 1e6:.0f} MB")
+    try:
+        materialize_seeded(template, seeded.get("seed"), path, seeded.get("scheme"))
+    except OSError as exc:
+        return (f"cannot write it into {path.parent} ({_one_line(exc)}): copy the kit to a "
+                "writable folder")
+    except Exception as exc:  # noqa: BLE001 - this entry fails, the others go on
+        return f"cannot regenerate it from {seeded['template']} ({_one_line(exc)})"
+    return None
+
+
+def _resolve(kit_dir, e, verify, materialize=False, log=None):
     make = e.get("make") or ""
     if e.get("status") == "missing" or not e.get("file"):
         return KitModel(e, "missing", reason=e.get("reason") or "not in the kit", make=make)
-    rel = Path(e["file"])
-    if rel.is_absolute() or ".." in rel.parts:
+    if not _inside(e["file"]):
         return KitModel(e, "FAILED", reason=f"file {e['file']!r} is outside the kit folder")
-    path = kit_dir / rel
+    path = kit_dir / e["file"]
+    seeded = e.get("seeded_from")
+    if not path.is_file() and seeded is not None:
+        if not materialize:
+            return KitModel(e, "missing", make=make, reason=(
+                f"{e['file']} not in this copy of the kit: edge-seg bench KIT regenerates it "
+                "from its template"))
+        why = _regenerate(kit_dir, e, path, log or (lambda _m: None))
+        if why is not None:
+            status = "missing" if why.startswith(("neither", "cannot write")) else "FAILED"
+            return KitModel(e, status, reason=f"{e['file']}: {why}", make=make)
     if not path.is_file():
         note = e.get("absent_note") or "the kit manifest lists it but the file is not here"
         return KitModel(e, "missing", reason=f"{e['file']} not in this copy of the kit: {note}",
                         make=make)
+    if verify and seeded is not None:
+        # A regenerated zip may deflate differently on another machine: the sha256 of its
+        # model (checked against the bundle's manifest by load_bundle) is what the kit pins.
+        try:
+            from edge_runtime.bundle import load_bundle
+            digest = load_bundle(path).sha256
+        except Exception as exc:  # noqa: BLE001 - this entry fails, the others go on
+            return KitModel(e, "FAILED", path=path, reason=_one_line(exc))
+        if digest != e.get("model_sha256"):
+            return KitModel(e, "FAILED", path=path,
+                            reason=f"{e['file']}: model sha256 differs from the kit manifest "
+                                   "(changed, damaged, or regenerated from another template "
+                                   "or seed)")
+        return KitModel(e, "ok", path=path)
     if verify:
         want = e.get("sha256")
         if want and sha256_file(path) != want:

@@ -164,6 +164,10 @@ def test_the_committed_kit_lists_every_model_of_the_paper_table():
     for fmt in ("fp32", "drq"):
         ref = by_id[f"paper_resunet_ag_{fmt}"].entry
         assert ref["weights"] == "random" and ref["architecture"]["preset"] == "paper"
+        # a fresh clone holds its template: edge-seg bench KIT makes the reference from it
+        template = ROOT / "bench" / "paper_kit" / ref["seeded_from"]["template"]
+        assert template.is_file() and template.stat().st_size < 1_000_000
+        assert load_bundle(template).manifest["name"] == ref["name"]
 
 
 @pytest.mark.parametrize("cpuinfo,isa,dot", [
@@ -188,3 +192,76 @@ def test_kit_folder_copies_verbatim(kit, tmp_path):
     shutil.copytree(kit, copy)
     statuses = [m.status for m in load_kit(copy).models]
     assert statuses == ["ok", "ok", "missing", "missing"]
+
+
+# ----------------------------------------------------------------------------- seeded references
+
+@pytest.fixture()
+def seeded_kit(tmp_path, tiny_bundle):
+    """A kit whose paper-size reference (the tiny model standing in) is committed only as a
+    template plus a seed, as bench/paper_kit is."""
+    from edge_runtime.kit import materialize_seeded, write_seeded_template
+    d = tmp_path / "kit"
+    template = write_seeded_template(d / "models" / "ref_drq.template.zip", tiny_bundle)
+    full = materialize_seeded(template, 0, tmp_path / "work" / "ref_drq.zip")
+    entries = [add_bundle(d, default_bundle_path(), "shipped", "shipped"),
+               add_bundle(d, full, "ref_drq", "paper-reference", format="drq",
+                          seeded_from={"template": "models/ref_drq.template.zip", "seed": 0,
+                                       "scheme": "pcg64-raw-v1"},
+                          absent_note="too big to commit", make="python -m bench.kit")]
+    write_kit(d, entries, note="test kit")
+    (d / "models" / "ref_drq.zip").unlink()                 # what a fresh clone has
+    return d
+
+
+def test_a_seeded_reference_is_regenerated_from_its_template_and_verified(seeded_kit):
+    plain = {m.id: m for m in load_kit(seeded_kit).models}["ref_drq"]
+    assert plain.status == "missing" and "regenerates it from its template" in plain.reason
+    assert not (seeded_kit / "models" / "ref_drq.zip").exists()     # reading writes nothing
+
+    said = []
+    ref = {m.id: m for m in load_kit(seeded_kit, materialize=True, log=said.append).models}
+    assert ref["ref_drq"].status == "ok", ref["ref_drq"].reason
+    assert ref["ref_drq"].path == seeded_kit / "models" / "ref_drq.zip"
+    assert any("regenerating from models/ref_drq.template.zip" in s for s in said)
+    entry = ref["ref_drq"].entry
+    assert load_bundle(ref["ref_drq"].path).sha256 == entry["model_sha256"]
+    # the filled model is not the template's: its filters were drawn again
+    assert (load_bundle(ref["ref_drq"].path).model_bytes
+            != load_bundle(seeded_kit / "models" / "ref_drq.template.zip").model_bytes)
+    said.clear()
+    assert load_kit(seeded_kit, materialize=True, log=said.append).models[1].status == "ok"
+    assert not said                                                  # made once
+
+
+def test_a_seeded_reference_from_another_seed_or_template_fails_its_digest(seeded_kit,
+                                                                           tiny_bundle):
+    manifest = json.loads((seeded_kit / "kit.json").read_text())
+    manifest["entries"][1]["seeded_from"]["seed"] = 1
+    (seeded_kit / "kit.json").write_text(json.dumps(manifest))
+    ref = load_kit(seeded_kit, materialize=True).models[1]
+    assert ref.status == "FAILED" and "model sha256 differs" in ref.reason
+
+
+def test_a_seeded_reference_without_its_template_or_room_is_missing_with_the_reason(
+        seeded_kit):
+    manifest = json.loads((seeded_kit / "kit.json").read_text())
+    manifest["entries"][1]["file"] = "models/taken/ref_drq.zip"
+    (seeded_kit / "models" / "taken").write_text("a file where a folder would go")
+    (seeded_kit / "kit.json").write_text(json.dumps(manifest))
+    ref = load_kit(seeded_kit, materialize=True).models[1]
+    assert ref.status == "missing" and "cannot write it" in ref.reason
+
+    (seeded_kit / "models" / "ref_drq.template.zip").unlink()
+    manifest["entries"][1]["file"] = "models/ref_drq.zip"
+    (seeded_kit / "kit.json").write_text(json.dumps(manifest))
+    ref = load_kit(seeded_kit, materialize=True).models[1]
+    assert ref.status == "missing" and "neither it nor its template" in ref.reason
+
+
+def test_the_paper_suite_measures_a_seeded_reference(seeded_kit, tmp_path):
+    out = tmp_path / "out"
+    r = _bench(seeded_kit, out)
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in json.loads((out / "kit_paper.json").read_text())["rows"]}
+    assert rows["ref_drq"]["status"] == "ok" and rows["ref_drq"]["p50_ms_t1"] > 0

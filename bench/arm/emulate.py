@@ -119,6 +119,7 @@ DEVICE_TESTS = (
     "tests/test_runtime_postprocess.py",   # postprocessing: components, filters, findings
     "tests/test_cli_run.py",               # edge-seg run end to end on the tiny bundle
     "tests/test_shipped.py",               # the shipped bundle finds each example's tumour
+    "tests/test_seeded_weights.py",        # the kit's seeded references: same bytes on aarch64
 )
 DEVICE_TESTS_TIMEOUT = 1200                # seconds; the chosen tests take ~1-2 min emulated
 

@@ -143,3 +143,94 @@ def model_gflop(model_bytes, manifest=None):
     value = (manifest or {}).get("gflops")
     return float(value) if isinstance(value, (int, float)) else None
 
+
+
+# ----------------------------------------------------------------------------- seeded weights
+#
+# A random-weight reference (the paper-size Res-UNet+AG: 31 / 116 MB) is too big to commit,
+# but its speed and size do not depend on its weight values. So the kit commits a template:
+# the same model with every filter (the weight input of CONV_2D, DEPTHWISE_CONV_2D,
+# TRANSPOSE_CONV, FULLY_CONNECTED) set to zero, which deflates to almost nothing, and the
+# device fills the filters back from a seed. The fill uses only the PCG64 bit generator's raw
+# output (numpy guarantees that stream on every platform and version) and IEEE arithmetic, so
+# every machine makes the same bytes and the kit can pin their sha256.
+
+SEEDED_SCHEME = "pcg64-raw-v1"
+# TensorType codes -> (numpy dtype name, bytes per element); the types a filter can have
+_FILTER_TYPES = {0: ("float32", 4), 1: ("float16", 2), 9: ("int8", 1)}
+_FILTER_OPS = (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED)
+
+
+def filter_buffers(model_bytes):
+    """The constant filters of a TFLite model -> list of dicts ``buffer`` (index), ``offset``
+    and ``nbytes`` (of its data in ``model_bytes``), ``type`` (float32, float16 or int8),
+    ``shape``, ``fan_in``; each buffer once, in buffer order. Raises ValueError when the bytes
+    are not a TFLite model or a filter's data does not match its shape and type."""
+    buf = bytes(model_bytes)
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+        codes = [max(oc.scalar(0, "b", 0), oc.scalar(3, "i", 0)) for oc in model.tables(1)]
+        buffers = model.tables(4)
+        found = {}
+        for sub in model.tables(2):
+            tensors = sub.tables(0)
+            for op in sub.tables(3):
+                code = codes[op.scalar(0, "I", 0)]
+                ins = op.vector(1, "i")
+                if code not in _FILTER_OPS or len(ins) < 2 or ins[1] < 0:
+                    continue
+                t = tensors[ins[1]]
+                index = t.scalar(2, "I", 0)
+                if index == 0 or index in found:
+                    continue
+                at = buffers[index]._target(0)              # Buffer.data: [ubyte]
+                if at is None:
+                    continue                                 # a runtime tensor, not a constant
+                nbytes = struct.unpack_from("<I", buf, at)[0]
+                ttype = t.scalar(1, "b", 0)
+                shape = tuple(t.vector(0, "i"))
+                if ttype not in _FILTER_TYPES:
+                    raise ValueError(f"filter of tensor type {ttype} (allowed: float32, "
+                                     "float16, int8)")
+                name, size = _FILTER_TYPES[ttype]
+                if nbytes != _prod(shape) * size:
+                    raise ValueError(f"filter buffer {index} holds {nbytes} bytes, its shape "
+                                     f"{list(shape)} of {name} needs {_prod(shape) * size}")
+                fan_in = (_prod(shape[1:3]) if code == DEPTHWISE_CONV_2D
+                          else _prod(shape[1:]))
+                found[index] = {"buffer": index, "offset": at + 4, "nbytes": nbytes,
+                                "type": name, "shape": shape, "fan_in": fan_in}
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"damaged TFLite flatbuffer ({exc})") from None
+    return [found[i] for i in sorted(found)]
+
+
+def _seeded_values(np, seed, index, count, dtype, fan_in):
+    """``count`` values of ``dtype`` for filter buffer ``index``: int8 uniform on -127..127;
+    floats uniform on +-sqrt(6 / fan_in) (He uniform), from PCG64(seed, index) raw bits."""
+    bits = np.random.PCG64([int(seed), int(index)]).random_raw((count + 1) // 2)
+    words = bits.astype("<u8").view("<u4")[:count]              # two 32-bit words per draw
+    if dtype == "int8":
+        return ((words % 255).astype(np.int16) - 127).astype(np.int8)
+    unit = (words >> 8).astype(np.float64) * (1.0 / (1 << 24))  # [0, 1), 24 exact bits
+    limit = (6.0 / max(int(fan_in), 1)) ** 0.5
+    return ((unit * 2.0 - 1.0) * limit).astype(dtype)
+
+
+def seeded_weights(model_bytes, seed=0, zero=False):
+    """The model with every constant filter (``filter_buffers``) refilled from ``seed`` (or
+    set to zero: the template a kit commits) -> bytes of the same length; every other byte
+    (graph, biases, quantization scales) is kept. Deterministic on every platform."""
+    import numpy as np
+    out = bytearray(model_bytes)
+    for f in filter_buffers(out):
+        if zero:
+            out[f["offset"]:f["offset"] + f["nbytes"]] = bytes(f["nbytes"])
+            continue
+        count = f["nbytes"] // np.dtype(f["type"]).itemsize
+        values = _seeded_values(np, seed, f["buffer"], count, f["type"], f["fan_in"])
+        out[f["offset"]:f["offset"] + f["nbytes"]] = values.astype(
+            np.dtype(f["type"]).newbyteorder("<")).tobytes()
+    return bytes(out)

@@ -58,7 +58,7 @@ def run_paper_suite(kit_dir, threads=(1, 2), runs=20, warmup=3, image=None, memo
     from edge_runtime.bundle import load_bundle
     log = log or (lambda _msg: None)
     threads = [int(t) for t in threads]
-    kit = load_kit(kit_dir)
+    kit = load_kit(kit_dir, materialize=True, log=log)
     present = [m for m in kit.models if m.status == "ok"]
     log(f"kit {kit_dir}: {len(kit.models)} model(s), {len(present)} present, "
         f"{sum(m.status == 'missing' for m in kit.models)} missing, "
