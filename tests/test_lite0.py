@@ -138,6 +138,29 @@ def test_loader_refuses_a_file_that_is_not_an_npz(tmp_path):
         load_lite0_weights(model, tmp_path / "absent.npz")
 
 
+# ------------------------------------------------------------------ export
+def test_drq_keeps_depthwise_kernels_float_and_stays_close_to_keras(weights):
+    from edge_runtime.interpreter import make_interpreter, run_model
+    from edge_seg.convert.export import export_tflite, float_depthwise_kernels
+    from edge_seg.convert.verify import xnnpack_partitions
+
+    model = build_model("lite0_unet", "tiny", input_size=64, encoder_weights=weights)
+    blob = export_tflite(model, "drq")
+    assert float_depthwise_kernels(blob) == (blob, 0)            # already done by the export
+    assert xnnpack_partitions(blob)["whole_graph"]
+    x = np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32)
+    interpreter = make_interpreter(blob, threads=1)
+    got = np.concatenate([run_model(interpreter, x[i:i + 1]) for i in range(2)])
+    want = model.predict(x, verbose=0)
+    assert np.abs(got.reshape(want.shape) - want).max() < 1e-2   # test_convert's DRQ bound
+
+
+def test_a_network_without_depthwise_layers_converts_to_the_same_bytes():
+    from edge_seg.convert.export import export_tflite, float_depthwise_kernels
+    blob = export_tflite(build_model("resunet", "tiny", input_size=32), "drq")
+    assert float_depthwise_kernels(blob)[1] == 0 and float_depthwise_kernels(blob)[0] is blob
+
+
 # ------------------------------------------------------------------ train + convert + run
 def write_scans(root, n=8, size=64, seed=0):
     rng = np.random.default_rng(seed)
