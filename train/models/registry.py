@@ -63,12 +63,12 @@ FAMILIES = {
 }
 
 
-def _lookup(table, kind, name):
+def _lookup(table, kind, name, note=""):
     if name not in table:
         import difflib
         close = difflib.get_close_matches(name, table, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(table)}{hint}")
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(table)}{note}{hint}")
     return table[name]
 
 
@@ -94,8 +94,9 @@ def model_config(variant, preset, **overrides):
     family = family_of(variant)
     fam = FAMILIES[family]
     cfg = {k: v for k, v in VARIANTS[variant].items() if k not in ("description", "family")}
-    cfg.update({k: v for k, v in _lookup(fam["presets"], f"preset for {variant}",
-                                         preset).items() if k != "description"})
+    cfg.update({k: v for k, v in _lookup(fam["presets"], "preset", preset,
+                                         f" (the presets of {variant})").items()
+                if k != "description"})
     allowed = COMMON_OVERRIDES + fam["overrides"]
     every = set(COMMON_OVERRIDES).union(*(f["overrides"] for f in FAMILIES.values()))
     unknown = sorted(set(overrides) - every)
