@@ -4,6 +4,10 @@ Every export is at a **fixed batch of 1**: the model is rebuilt from its Keras c
 input's batch dimension set to 1 (and unknown spatial dimensions set to ``input_size``) and the
 weights are copied over. With a dynamic batch the converter adds SHAPE/STRIDED_SLICE/PACK ops,
 XNNPACK splits the graph and the model runs ~3x slower (docs/CONVERT.md, platform notes).
+DRQ keeps depthwise kernels in float32 (``float_depthwise_kernels``): XNNPACK has no
+dynamic-range depthwise convolution, so int8 depthwise kernels split the graph and fall back
+to TFLite's slower hybrid kernel (docs/LITE0.md). Networks without depthwise layers (the
+Res-UNet family) convert to the same bytes as before.
 
 TensorFlow and Keras are imported inside the functions that need them.
 """
@@ -195,10 +199,51 @@ def export_tflite(keras_model, fmt, calibration_images=None, input_size=None):
         # int8 with float32 input/output is intended: no input statistics are needed.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
-            return bytes(converter.convert())
+            blob = bytes(converter.convert())
+            return float_depthwise_kernels(blob)[0] if fmt == "drq" else blob
         except Exception as exc:
             tail = [line for line in native_log().splitlines() if "rror" in line][-1:]
             detail = f" ({tail[0].strip()})" if tail else ""
             raise RuntimeError(f"TFLite conversion to {fmt} failed: "
                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                                f"{detail}") from exc
+
+
+def float_depthwise_kernels(model_bytes):
+    """A DRQ flatbuffer with every int8 DEPTHWISE_CONV_2D kernel dequantised back to float32
+    -> (bytes, number of kernels changed); the input bytes unchanged when there is none.
+
+    The converter's dynamic-range mode stores every weight tensor over 1024 elements as int8,
+    depthwise kernels included; the XNNPACK delegate (ai-edge-litert 2.3) takes int8 weights
+    with float activations for convolutions but not for depthwise ones, which then run outside
+    it as TFLite's hybrid kernel, one graph partition each. The dequantised kernel holds the
+    int8 values times their scale, so only the int8 rounding of the activations goes."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    depthwise = schema.BuiltinOperator.DEPTHWISE_CONV_2D
+    changed = 0
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != depthwise:
+                continue
+            kernel = graph.tensors[op.inputs[1]]
+            if kernel.type != schema.TensorType.INT8:
+                continue
+            buffer = model.buffers[kernel.buffer]
+            w = np.frombuffer(bytes(bytearray(buffer.data)), np.int8).astype(np.float32)
+            w = w.reshape(list(kernel.shape))
+            scale = np.asarray(kernel.quantization.scale, np.float32)
+            if scale.size > 1:
+                shape = [1] * w.ndim
+                shape[kernel.quantization.quantizedDimension] = -1
+                scale = scale.reshape(shape)
+            buffer.data = np.frombuffer((w * scale).astype("<f4").tobytes(), np.uint8)
+            kernel.type = schema.TensorType.FLOAT32
+            kernel.quantization = None
+            changed += 1
+    if not changed:
+        return model_bytes, 0
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changed

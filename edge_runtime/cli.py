@@ -25,7 +25,7 @@ COMMANDS = {
               "(needs edge-seg[serve]).", None),
     "listen": ("edge_runtime.commands.listen:listen",
                "DICOM node: segment each MR series received (needs edge-seg[dicom]).", None),
-    "train": ("edge_seg.train.cli:train", "Train a Res-UNet variant (needs edge-seg[train]).", "train"),
+    "train": ("edge_seg.train.cli:train", "Train a segmentation variant (needs edge-seg[train]).", "train"),
     "convert": ("edge_seg.convert.cli:convert",
                 "Convert a trained model to TFLite and package a verified bundle "
                 "(needs edge-seg[train]).", "train"),

@@ -46,6 +46,10 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from the weights of this .keras model (fine-tuning: a new run "
                    "folder, a fresh optimizer and schedule).")
+@click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Initialise the variant's pretrained encoder from this file (lite0_unet: "
+                   "an EfficientNet-Lite0 ImageNet .npz, docs/LITE0.md); recorded in "
+                   "config.json with its sha256.")
 @click.option("--context", default=0, type=click.IntRange(0, 3),
               help="Research: also feed this many neighbouring slices on each side as input "
                    "channels (runs/CONTEXT.md). Such a run is scored by python -m "
@@ -68,18 +72,22 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
           learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
-          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, context,
+          warmup_epochs, tumour_centred, loss, twin_similarity, init_from, encoder_weights,
+          context,
           split_by_source, val_fraction_of, augment, strategy, no_jit, report_only, list_only):
-    """Train a Res-UNet variant on labelled scans, split by patient family."""
+    """Train a segmentation variant on labelled scans, split by patient family."""
     from edge_seg.train.models import describe
     from edge_seg.train.trainer import TrainConfig, is_chief_process
     from edge_seg.train.trainer import train as run_training
 
     if list_only:
         d = describe()
-        for kind in ("variants", "presets"):
-            click.echo(f"{kind}:")
-            for name, text in d[kind].items():
+        click.echo("variants:")
+        for name, text in d["variants"].items():
+            click.echo(f"  {name:14s} {text}")
+        for family, presets in d["presets"].items():
+            click.echo(f"presets of {', '.join(d['families'][family])}:")
+            for name, text in presets.items():
                 click.echo(f"  {name:14s} {text}")
         return
     if not out_dir:
@@ -104,12 +112,18 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
                       input_size=input_size, warmup_epochs=warmup_epochs,
                       tumour_centred=tumour_centred, loss=loss, twin_similarity=twin_similarity,
                       init_from=str(init_from) if init_from else None, context=context,
+                      encoder_weights=str(encoder_weights) if encoder_weights else None,
                       strategy=strategy, jit_compile=not no_jit,
                       split_by_source=split_by_source, val_fractions=fractions or None,
                       augment=augment)
     try:
         from edge_seg.train.models.registry import model_config
-        model_config(variant, preset)  # validate names early, with suggestions
+        # validate names (with suggestions) and options early
+        model_config(variant, preset, base_filters=base_filters, input_size=input_size,
+                     encoder_weights=encoder_weights)
+        if encoder_weights and init_from:
+            raise ValueError("--encoder-weights and --init-from both set the starting "
+                             "weights; give one")
         state = run_training(cfg, out_dir, resume=resume,
                              log=lambda m: click.echo(m, err=True),
                              max_epochs_this_call=max_epochs_now)

@@ -334,7 +334,8 @@ def fit(pack_path, out_dir, epochs=None, batch_size=32, learning_rate=None, minu
     elif seg is not None:
         log(f"initialised from {cfg.init_from} (fresh optimizer and schedule)")
     else:
-        seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True)
+        seg = build_model(cfg.variant, cfg.preset, input_size=size, dynamic_size=True,
+                          encoder_weights=cfg.encoder_weights)
     model = _training_model(keras, seg, size, cfg.seed, cfg.patch_size)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=_packed_loss(get_loss(cfg.loss)),

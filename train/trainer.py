@@ -66,6 +66,10 @@ class TrainConfig:
     input_size: int = None
     preprocessing: dict = None
     init_from: str = None   # start from these weights (a .keras model), new optimizer + schedule
+    # A pretrained encoder for the variants that take one (lite0_unet: an EfficientNet-Lite0
+    # npz, docs/LITE0.md); its sha256 is recorded beside it. None: random initialisation.
+    encoder_weights: str = None
+    encoder_weights_sha256: str = None
     # Neighbouring slices on each side fed as extra input channels (train.data.with_context;
     # runs/CONTEXT.md). A research option: the report, export and runtime take one slice.
     context: int = 0
@@ -434,6 +438,12 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     labelled, negatives = gather_samples(cfg)
     tr, va, ntr, nva, twins = make_split(cfg, labelled, negatives, log=log)
     if not resume:
+        if cfg.encoder_weights:
+            if not Path(cfg.encoder_weights).is_file():
+                raise FileNotFoundError(f"{cfg.encoder_weights}: --encoder-weights file not "
+                                        f"found")
+            from edge_runtime.bundle import sha256_file
+            cfg.encoder_weights_sha256 = sha256_file(cfg.encoder_weights)
         write_record(out / "config.json", asdict(cfg))
         write_record(out / "split.json", split_record(cfg, tr, va, ntr, nva, twins))
 
@@ -469,7 +479,11 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
             else:
                 model = build_model(cfg.variant, cfg.preset, base_filters=cfg.base_filters,
                                     depth=cfg.depth, input_size=cfg.input_size,
-                                    dynamic_size=True, input_channels=cfg.input_channels)
+                                    dynamic_size=True, input_channels=cfg.input_channels,
+                                    encoder_weights=cfg.encoder_weights)
+                if cfg.encoder_weights:
+                    log(f"encoder initialised from {cfg.encoder_weights} "
+                        f"(sha256 {cfg.encoder_weights_sha256[:12]})")
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                           loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
 

@@ -1,5 +1,7 @@
-"""Res-UNet family: layers -> blocks -> networks, and one registry of variants and presets."""
+"""Layers -> blocks -> networks (the Res-UNet family, the EfficientNet-Lite0 U-Net), and one
+registry of variants and presets."""
 
-from edge_seg.train.models.registry import PRESETS, VARIANTS, build_model, describe
+from edge_seg.train.models.registry import (FAMILIES, LITE0_PRESETS, PRESETS, VARIANTS,
+                                            build_model, describe)
 
-__all__ = ["PRESETS", "VARIANTS", "build_model", "describe"]
+__all__ = ["FAMILIES", "LITE0_PRESETS", "PRESETS", "VARIANTS", "build_model", "describe"]

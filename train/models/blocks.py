@@ -98,9 +98,35 @@ def up_block(x, filters, name):
     return layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
 
 
+def depthwise_bn_relu(x, kernel_size, name, strides=1, activation="relu6"):
+    """Depthwise convolution -> BatchNorm (-> activation), named like ``conv_bn_relu``."""
+    x = layers.DepthwiseConv2D(kernel_size, strides=strides, padding="same", use_bias=False,
+                               name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    if activation:
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def mbconv_block(x, filters, expand, kernel_size, strides, name):
+    """Inverted residual (MobileNetV2; EfficientNet-Lite's MBConv without squeeze-excite):
+    1x1 expansion (skipped when ``expand`` is 1) -> depthwise -> linear 1x1 projection, with
+    ReLU6, and a residual addition where the stride is 1 and the channels match."""
+    inputs = x
+    channels = x.shape[-1]
+    if expand != 1:
+        x = conv_bn_relu(x, channels * expand, 1, f"{name}_expand", activation="relu6")
+    x = depthwise_bn_relu(x, kernel_size, f"{name}_dw", strides=strides)
+    x = conv_bn_relu(x, filters, 1, f"{name}_project", activation=None)
+    if strides == 1 and channels == filters:
+        x = layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+
 def segmentation_head(x, name="head"):
     return layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name=f"{name}_sigmoid")(x)
 
 
 __all__ = ["conv_bn_relu", "squeeze_excite", "cbam", "residual_block", "plain_block",
-           "attention_gate", "up_block", "segmentation_head", "keras"]
+           "attention_gate", "up_block", "depthwise_bn_relu", "mbconv_block", "segmentation_head",
+           "keras"]
