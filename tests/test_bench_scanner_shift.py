@@ -146,6 +146,8 @@ def test_end_to_end_on_the_shipped_bundle_and_the_tiny_one(tmp_path, data, tiny_
     assert "not a medical device" in md and "## examples (3 tumour scans" in md
     assert "## free (2 tumour-free scans)" in md and "| noise | strong | 0.04 |" in md
     assert "Host: " in md and "--shifts noise,jpeg" in md
+    assert "## Summary: B's change minus A's, strong level" in md
+    assert scanner_shift.render(result) == md       # the report re-renders from its JSON
 
     # deterministic end to end
     assert scanner_shift.main(args + ["--out", str(tmp_path / "again")]) == 0

@@ -399,21 +399,25 @@ def measure(bundles, samples, conds, threads=None, log=print, scans_csv=None):
 # ---- the report ------------------------------------------------------------------------
 
 def _f(v, d=3, sign=False):
-    if v is None or not math.isfinite(v):
+    if not _finite(v):
         return "–"
     return f"{v:+.{d}f}" if sign else f"{v:.{d}f}"
 
 
+def _finite(*values):
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
 def _ci(ci, d=3, scale=1.0):
     lo, hi = ci
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    if not _finite(lo, hi):      # NaN in memory, None once written to JSON
         return ""
     return f" [{lo * scale:+.{d}f}, {hi * scale:+.{d}f}]"
 
 
 def _pct_ci(ci):
     lo, hi = ci
-    return f" [{100 * lo:.1f}, {100 * hi:.1f}]" if math.isfinite(lo) else ""
+    return f" [{100 * lo:.1f}, {100 * hi:.1f}]" if _finite(lo, hi) else ""
 
 
 def _label(cond):
@@ -421,6 +425,40 @@ def _label(cond):
         return "clean", "", ""
     name, level = cond.split(":")
     return name, level, f"{SHIFTS[name][1][level]:g}"
+
+
+def _cell(d, key, tumour):
+    """'change [95 %]' of a per-bundle dict: Dice (tumour sources) or flags in points."""
+    ci = d[f"{key}_ci95"]
+    if tumour:
+        return _f(d[key], sign=True) + _ci(ci)
+    return f"{100 * d[key]:+.1f}" + _ci(ci, 1, 100)
+
+
+def summary_tables(result, letters):
+    """Markdown lines: per level, how much each shift moves A on each source, then each
+    other bundle's change minus A's (positive Dice / negative flags: it holds up better)."""
+    srcs = list(result["by_source"])
+    kinds = [result["by_source"][s]["kind"] == "tumour" for s in srcs]
+    head = "| shift | " + " | ".join(
+        f"{s} ({'Dice' if t else 'flagged, points'})" for s, t in zip(srcs, kinds)) + " |"
+    rule = "|---|" + "---|" * len(srcs)
+    lines = []
+    for level in reversed(LEVELS):          # the strong level first
+        conds = [c for c in result["conditions"][1:] if c.endswith(":" + level)]
+        if not conds:
+            continue
+        for j, L in enumerate(letters):
+            key = "change" if j == 0 else "vs_reference"
+            title = (f"A's change vs clean, {level} level [95 %]" if j == 0 else
+                     f"{L}'s change minus A's, {level} level [95 %] (Dice > 0 or flags < 0: "
+                     f"{L} holds up better)")
+            lines += ["", f"## Summary: {title}", "", head, rule]
+            for c in conds:
+                cells = [_cell(result["by_source"][s]["conditions"][c][j], key, t)
+                         for s, t in zip(srcs, kinds)]
+                lines.append(f"| {c.split(':')[0]} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def render(result):
@@ -444,6 +482,7 @@ def render(result):
     lines += ["", "Shifts (mild / strong):", ""]
     for n, s in result["shifts"].items():
         lines.append(f"- `{n}`: {s['meaning']}.")
+    lines += summary_tables(result, letters)
     for src, e in result["by_source"].items():
         tumour = e["kind"] == "tumour"
         what = (f"{e['n']} tumour scans, {e['n_groups']} groups" if tumour
