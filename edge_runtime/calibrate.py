@@ -4,7 +4,7 @@
     edge-seg calibrate BUNDLE --negatives DIR [--labelled DIR] --target-fpr 0.05 --out SITE.zip
 
 A clinic's scanner is a source the model never saw: on a third source of tumour-free scans
-the shipped model flags about one in seven (runs/ROBUST.md). ``calibrate``:
+the shipped model flags about one in eight (docs/ROBUST.md). ``calibrate``:
 
 1. runs the bundle once over every scan in ``--negatives`` (and ``--labelled``), keeping the
    connected components of each probability map at every candidate threshold, with their
