@@ -12,6 +12,7 @@ The reader implements just enough of the FlatBuffers wire format for the TFLite 
 (tables, vectors, scalars) to work with no flatbuffers/tensorflow package on the device.
 """
 
+import math
 import struct
 
 # BuiltinOperator codes (tensorflow/compiler/mlir/lite/schema/schema.fbs)
@@ -215,7 +216,7 @@ def _seeded_values(np, seed, index, count, dtype, fan_in):
     if dtype == "int8":
         return ((words % 255).astype(np.int16) - 127).astype(np.int8)
     unit = (words >> 8).astype(np.float64) * (1.0 / (1 << 24))  # [0, 1), 24 exact bits
-    limit = (6.0 / max(int(fan_in), 1)) ** 0.5
+    limit = math.sqrt(6.0 / max(int(fan_in), 1))            # IEEE: correctly rounded
     return ((unit * 2.0 - 1.0) * limit).astype(dtype)
 
 
