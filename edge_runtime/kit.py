@@ -267,24 +267,26 @@ def _inside(rel):
 
 
 def _regenerate(kit_dir, e, path, log):
-    """Make the absent ``path`` of seeded entry ``e`` from its template -> None, or why not."""
+    """Make the absent ``path`` of seeded entry ``e`` from its template -> None, or (status,
+    why not): ``missing`` when this copy cannot make it, ``FAILED`` when the entry is bad."""
     seeded = e["seeded_from"]
     if not isinstance(seeded, dict) or not isinstance(seeded.get("template"), str):
-        return "its seeded_from has no template"
+        return "FAILED", "its seeded_from has no template"
     if not _inside(seeded["template"]):
-        return f"template {seeded['template']!r} is outside the kit folder"
+        return "FAILED", f"template {seeded['template']!r} is outside the kit folder"
     template = kit_dir / seeded["template"]
     if not template.is_file():
-        return f"neither it nor its template {seeded['template']} is in this copy of the kit"
+        return "missing", (f"neither it nor its template {seeded['template']} is in this copy "
+                           "of the kit")
     log(f"{e['file']}: regenerating from {seeded['template']} (random weights, seed "
         f"{seeded.get('seed')}); once, about {e.get('bytes', 0) / 1e6:.0f} MB")
     try:
         materialize_seeded(template, seeded.get("seed"), path, seeded.get("scheme"))
     except OSError as exc:
-        return (f"cannot write it into {path.parent} ({_one_line(exc)}): copy the kit to a "
-                "writable folder")
+        return "missing", (f"cannot write it into {path.parent} ({_one_line(exc)}): copy the "
+                           "kit to a writable folder")
     except Exception as exc:  # noqa: BLE001 - this entry fails, the others go on
-        return f"cannot regenerate it from {seeded['template']} ({_one_line(exc)})"
+        return "FAILED", f"cannot regenerate it from {seeded['template']} ({_one_line(exc)})"
     return None
 
 
@@ -301,9 +303,9 @@ def _resolve(kit_dir, e, verify, materialize=False, log=None):
             return KitModel(e, "missing", make=make, reason=(
                 f"{e['file']} not in this copy of the kit: edge-seg bench KIT regenerates it "
                 "from its template"))
-        why = _regenerate(kit_dir, e, path, log or (lambda _m: None))
-        if why is not None:
-            status = "missing" if why.startswith(("neither", "cannot write")) else "FAILED"
+        failed = _regenerate(kit_dir, e, path, log or (lambda _m: None))
+        if failed is not None:
+            status, why = failed
             return KitModel(e, status, reason=f"{e['file']}: {why}", make=make)
     if not path.is_file():
         note = e.get("absent_note") or "the kit manifest lists it but the file is not here"
