@@ -85,16 +85,21 @@ def variant_entries(kit_dir, runs_dir):
                 continue
             has_ckpt = any((Path(runs_dir) / run / f).is_file()
                            for f in ("best.keras", "last.keras"))
-            reason = (f"no {fmt} bundle under {runs_dir}/{run}/export/ (exports are "
-                      "git-ignored; " + ("the checkpoint is here: convert it" if has_ckpt else
-                                         "the run's checkpoint was never committed, so only "
-                                         "the machine that trained it can convert it") + ")")
+            if has_ckpt:
+                reason = (f"no {fmt} bundle under {runs_dir}/{run}/export/ (exports are "
+                          "git-ignored; the checkpoint is here: convert it)")
+                make = (f"edge-seg convert {runs_dir}/{run} --all --out {runs_dir}/{run}/export "
+                        f"&& python -m bench.kit --out {kit_dir}")
+            else:
+                reason = (f"no {fmt} bundle: the run's checkpoint was never committed, so it "
+                          "is trained again with the same recipe (runs/KIT.md)")
+                make = (f"VARIANTS={variant} bench/train_variants.sh {runs_dir}/cpu22, move "
+                        f"the finished run over {runs_dir}/{run} (runs/KIT.md), then python -m "
+                        f"bench.kit --out {kit_dir}")
             entries.append(missing_entry(
                 entry_id, "variant", variant=variant, format=fmt, run=run, weights="trained",
                 accuracy_from="the bundle's conversion gate, once it exists",
-                reason=reason,
-                make=f"edge-seg convert {runs_dir}/{run} --all --out {runs_dir}/{run}/export "
-                     f"&& python -m bench.kit --out {kit_dir}"))
+                reason=reason, make=make))
             log(f"{entry_id}: missing")
     return entries
 
