@@ -76,6 +76,15 @@ def test_registry_refuses_what_the_family_does_not_take():
         build_model("lite0_unet", "tiny", input_size=36)
 
 
+def test_each_family_says_whether_training_uses_xla():
+    from edge_seg.train.models.registry import default_jit_compile
+    assert default_jit_compile("lite0_unet") is False     # ~8x slower with XLA on CPU
+    assert all(default_jit_compile(v) is True
+               for v in ("unet", "resunet", "resunet_ag", "resunet_se", "resunet_cbam"))
+    with pytest.raises(ValueError, match="unknown variant 'lite0'"):
+        default_jit_compile("lite0")
+
+
 def test_the_scan_range_is_mapped_inside_the_model():
     model = build_model("lite0_unet", "tiny", input_size=32)
     rescale = model.get_layer("to_lite0_range")
@@ -190,10 +199,11 @@ def test_train_one_step_convert_and_run(tmp_path, weights, monkeypatch):
     runner = CliRunner()
     result = runner.invoke(cli, ["train", "--variant", "lite0_unet", "--preset", "tiny",
                                  "--data", str(data), "--out", str(run), "--epochs", "1",
-                                 "--batch-size", "4", "--patch-size", "32", "--no-jit",
+                                 "--batch-size", "4", "--patch-size", "32",
                                  "--val-fraction", "0.25", "--encoder-weights", str(weights)])
     assert result.exit_code == 0, result.output
     cfg = json.loads((run / "config.json").read_text())
+    assert cfg["jit_compile"] is False   # the lite0 family's default, recorded as used
     assert cfg["variant"] == "lite0_unet" and cfg["encoder_weights"] == str(weights)
     assert len(cfg["encoder_weights_sha256"]) == 64
     best = keras.models.load_model(run / "best.keras")

@@ -59,7 +59,9 @@ class TrainConfig:
     # Training tumour-free scans at least this similar to a validation scan are left out
     # (edge_seg.train.twins; 0: keep all, as runs made before this option did).
     twin_similarity: float = 0.98
-    jit_compile: bool = True
+    # XLA for the training step; None: the variant family's choice
+    # (registry.default_jit_compile), recorded in config.json as what was used.
+    jit_compile: bool = None
     strategy: str = "default"
     base_filters: int = None
     depth: int = None
@@ -437,6 +439,9 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
 
     labelled, negatives = gather_samples(cfg)
     tr, va, ntr, nva, twins = make_split(cfg, labelled, negatives, log=log)
+    if cfg.jit_compile is None:
+        from edge_seg.train.models.registry import default_jit_compile
+        cfg.jit_compile = default_jit_compile(cfg.variant)
     if not resume:
         if cfg.encoder_weights:
             if not Path(cfg.encoder_weights).is_file():
