@@ -281,6 +281,24 @@ def test_emulation_kit_leaves_out_the_paper_size_references(tmp_path, tiny_bundl
     assert models["v"].status == "missing"
 
 
+def test_emulation_kit_with_references_carries_their_templates_only(tmp_path, tiny_bundle):
+    from edge_runtime.kit import (add_bundle, load_kit, materialize_seeded, write_kit,
+                                  write_seeded_template)
+    kit = tmp_path / "kit"
+    template = write_seeded_template(kit / "models" / "ref.template.zip", tiny_bundle)
+    full = materialize_seeded(template, 0, tmp_path / "work" / "ref.zip")
+    write_kit(kit, [add_bundle(kit, tiny_bundle, "shipped", "shipped"),
+                    add_bundle(kit, full, "ref", "paper-reference",
+                               seeded_from={"template": "models/ref.template.zip", "seed": 0,
+                                            "scheme": "pcg64-raw-v1"})])
+    assert (kit / "models" / "ref.zip").is_file()
+    copy = emulate.emulation_kit(kit, tmp_path / "copy", references=True)
+    assert (copy / "models" / "ref.template.zip").is_file()
+    assert not (copy / "models" / "ref.zip").exists()      # made again where the suite runs
+    models = {m.id: m for m in load_kit(copy, materialize=True).models}
+    assert models["ref"].status == "ok" and (copy / "models" / "ref.zip").is_file()
+
+
 def test_check_kit_table(tmp_path):
     good = {"host": {"arch": "aarch64", "isa": ["NEON"]},
             "rows": [{"id": "shipped", "status": "ok", "p50_ms_t1": 5.0},
@@ -289,6 +307,8 @@ def test_check_kit_table(tmp_path):
     path.write_text(json.dumps(good))
     summary, problems = emulate.check_kit_table(path)
     assert problems == [] and summary["measured"] == 1 and summary["missing"] == 1
+    _summary, problems = emulate.check_kit_table(path, complete=True)   # --kit-references
+    assert problems == ["ref: missing (not in this copy)"]
     bad = dict(good, rows=[{"id": "shipped", "status": "FAILED", "reason": "crash"},
                            {"id": "v", "status": "missing", "reason": ""}])
     path.write_text(json.dumps(bad))
