@@ -2,7 +2,7 @@
 
     python -m bench.paper_table --runs-dir runs --out bench/results \
         [--bundles DIR ...] [--kit bench/paper_kit | --no-kit] [--threads 1,2] [--runs 20] \
-        [--warmup 3] [--evaluate [--eval-limit N]] [--no-bench]
+        [--warmup 3] [--evaluate [--eval-limit N]] [--no-bench] [--kit-runs]
 
 For every run folder ``runs/NAME/`` (``config.json``: variant; ``report.json``: validation
 metrics of the Keras model) and every bundle found under ``--runs-dir`` and ``--bundles``
@@ -211,12 +211,25 @@ def evaluate_now(item, run, out_dir, limit):
 # ----------------------------------------------------------------------------- the table
 
 def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warmup=3,
-                evaluate=False, eval_limit=None, bench=True, kit_dir=None):
+                evaluate=False, eval_limit=None, bench=True, kit_dir=None, kit_runs=False):
+    """``kit_runs``: only the runs the kit lists (the paper's variants, the shipped run and
+    the paper-size reference), each with the formats the kit lists for it: the paper's table
+    without the research runs whose bundles were never kept."""
     runs_list = find_runs(runs_dir)
     bundles = find_bundles([runs_dir, *bundle_dirs])
     kit_bundles, kit_missing = kit_items(kit_dir)
     have = {(b.get("run"), b.get("format")) for b in bundles}
     bundles += [b for b in kit_bundles if (b["run"], b["format"]) not in have]
+    kit_formats = None
+    if kit_runs:
+        kit_formats = {}
+        for run, fmt in [(b["run"], b["format"]) for b in kit_bundles] + list(kit_missing):
+            kit_formats.setdefault(run, set()).add(fmt)
+        runs_list = [r for r in runs_list if r["name"] in kit_formats]
+        bundles = [b for b in bundles
+                   if b.get("format") in kit_formats.get(b.get("run") if b.get("kit_role")
+                                                         == "paper-reference"
+                                                         else _run_of(b, runs_list), ())]
     log(f"{len(runs_list)} run(s), {len(bundles)} bundle(s)"
         + (f" ({len(kit_bundles)} from the kit {kit_dir}, {len(kit_missing)} listed there as "
            "missing)" if kit_dir and (kit_bundles or kit_missing) else ""))
@@ -251,8 +264,11 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
         variant = variant or next((v for (r, _f), (_s, _w, v) in kit_missing.items()
                                    if r == run_name and v), None)
         listed = {f for (r, f) in kit_missing if r == run_name}
-        names = ((list(ROW_FORMATS) if run is not None else
-                  [f for f in ROW_FORMATS if f in fmts or f in listed])
+        if kit_formats is not None:
+            listed |= kit_formats.get(run_name, set())
+        names = ((list(ROW_FORMATS) if run is not None and kit_formats is None else
+                  ["keras"] * (run is not None) + [f for f in ROW_FORMATS[1:]
+                                                   if f in fmts or f in listed])
                  + sorted(f for f in fmts if f not in ROW_FORMATS))
         for fmt in names:
             row = {"run": run_name, "variant": variant, "format": fmt, "status": "missing"}
@@ -272,10 +288,15 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
                 if run["keras"] is not None:
                     row.update(status="ok", path=str(run["keras"]),
                                size_mb=run["keras"].stat().st_size / 1e6)
+                elif acc:
+                    # nothing to time for Keras: its accuracy is the row, the checkpoint is
+                    # git-ignored (a fresh clone has only the report)
+                    row.update(status="report only",
+                               error=f"accuracy from {runs_dir}/{run_name}/report.json; no "
+                                     "checkpoint here (git-ignored)")
                 else:
                     row["error"] = (f"no best.keras / last.keras in {runs_dir}/{run_name} "
-                                    "(checkpoints are git-ignored)"
-                                    + ("; accuracy from its report" if acc else ""))
+                                    "(checkpoints are git-ignored)")
                 row.update(acc or {})
                 rows.append(row)
                 continue
@@ -620,6 +641,9 @@ def main(argv=None):
                         help="a device benchmark kit whose bundles and missing entries fill "
                              "the table (default %(default)s, when it exists)")
     parser.add_argument("--no-kit", action="store_true", help="do not read a kit")
+    parser.add_argument("--kit-runs", action="store_true",
+                        help="only the runs the kit lists, with the formats it lists: the "
+                             "paper's table without the research runs")
     args = parser.parse_args(argv)
     try:
         threads = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -634,7 +658,8 @@ def main(argv=None):
     try:
         table = build_table(args.runs_dir, args.out, args.bundles, threads, args.runs,
                             args.warmup, args.evaluate, args.eval_limit, not args.no_bench,
-                            kit_dir=None if args.no_kit else args.kit)
+                            kit_dir=None if args.no_kit else args.kit,
+                            kit_runs=args.kit_runs and not args.no_kit)
     except EdgeSegError as exc:
         print(f"paper_table: {exc}", file=sys.stderr)
         return exc.exit_code

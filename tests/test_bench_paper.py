@@ -120,6 +120,24 @@ def test_paper_table_fills_rows_from_a_kit_and_says_why_the_rest_are_missing(run
     md = paper_table.render_markdown(table)
     assert "never converted" in md and "row(s) `missing`: the note says why" in md
 
+    # --kit-runs: only what the kit lists; a run outside it and unlisted formats go away
+    other = runs_dir / "research"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"variant": "resunet_se"}))
+    (other / "report.json").write_bytes((runs_dir / "r16" / "report.json").read_bytes())
+    (runs_dir / "r16" / "best.keras").unlink()
+    full = paper_table.build_table(runs_dir, tmp_path / "out", kit_dir=kit, threads=(1,),
+                                   bench=False)
+    assert any(r["run"] == "research" for r in full["rows"])
+    kit_only = paper_table.build_table(runs_dir, tmp_path / "out", kit_dir=kit, threads=(1,),
+                                       bench=False, kit_runs=True)
+    by = {(r["run"], r["format"]): r for r in kit_only["rows"]}
+    assert set(by) == {("r16", "keras"), ("r16", "drq"), ("r16", "int8"),
+                       (paper_table.REFERENCE_RUN, "fp32")}
+    keras = by[("r16", "keras")]          # a fresh clone: the report, not the checkpoint
+    assert keras["status"] == "report only" and keras["dice"] == 0.7
+    assert "report.json" in keras["error"]
+
 
 def test_paper_constants():
     r = paper_ratios()
