@@ -508,3 +508,16 @@ def test_wheel_cache_keys_stay_warm(tmp_path):
     (tmp_path / "wheels-tests" / ".edge-seg-arm.json").write_text(json.dumps({"key": key}))
     assert emulate.download_wheels(tmp_path, "tests", requirements=emulate.TEST_REQUIREMENTS) \
         == (tmp_path / "wheels-tests", False)
+
+
+def test_emulated_commands_keep_the_trust_list_and_drop_other_settings(tmp_path, monkeypatch):
+    """A bundle trusted for the x86 run is trusted for the emulated one (EDGE_SEG_TRUST
+    passes); the host's other EDGE_SEG_* and PYTHON* settings do not."""
+    monkeypatch.setattr(emulate, "qemu_binary", lambda: "qemu-aarch64-static")
+    monkeypatch.setenv("EDGE_SEG_TRUST", str(tmp_path / "trusted.json"))
+    monkeypatch.setenv("EDGE_SEG_INTERPRETER", "tflite_runtime")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    env = emulate.ArmVenv(tmp_path, tmp_path / "sysroot", "litert").env(EXTRA="1")
+    assert env["EDGE_SEG_TRUST"] == str(tmp_path / "trusted.json")
+    assert "EDGE_SEG_INTERPRETER" not in env and "PYTHONPATH" not in env
+    assert env["EXTRA"] == "1" and env["PYTHONNOUSERSITE"] == "1"

@@ -638,8 +638,11 @@ class ArmVenv:
                 str(self.real)]
 
     def env(self, **extra):
+        # the host's EDGE_SEG_* settings stay out, except the trust list: a bundle trusted
+        # for the x86 run must be trusted for the emulated run of the same check
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "EDGE_SEG_", "LD_"))}
+               if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "EDGE_SEG_", "LD_"))
+               or k == "EDGE_SEG_TRUST"}
         env.update({"PYTHONNOUSERSITE": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
                     "PIP_NO_INPUT": "1"})
         env.update(extra)
