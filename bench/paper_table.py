@@ -220,24 +220,24 @@ def build_table(runs_dir, out_dir, bundle_dirs=(), threads=(1, 2), runs=20, warm
     kit_bundles, kit_missing = kit_items(kit_dir)
     have = {(b.get("run"), b.get("format")) for b in bundles}
     bundles += [b for b in kit_bundles if (b["run"], b["format"]) not in have]
+    def run_of(item):
+        return (item["run"] if item.get("kit_role") == "paper-reference"
+                else _run_of(item, runs_list))
+
     kit_formats = None
     if kit_runs:
         kit_formats = {}
         for run, fmt in [(b["run"], b["format"]) for b in kit_bundles] + list(kit_missing):
             kit_formats.setdefault(run, set()).add(fmt)
         runs_list = [r for r in runs_list if r["name"] in kit_formats]
-        bundles = [b for b in bundles
-                   if b.get("format") in kit_formats.get(b.get("run") if b.get("kit_role")
-                                                         == "paper-reference"
-                                                         else _run_of(b, runs_list), ())]
+        bundles = [b for b in bundles if b.get("format") in kit_formats.get(run_of(b), ())]
     log(f"{len(runs_list)} run(s), {len(bundles)} bundle(s)"
         + (f" ({len(kit_bundles)} from the kit {kit_dir}, {len(kit_missing)} listed there as "
            "missing)" if kit_dir and (kit_bundles or kit_missing) else ""))
     by_run = {r["name"]: r for r in runs_list}
     groups = {r["name"]: {} for r in runs_list}
     for item in bundles:
-        run = item["run"] if item.get("kit_role") == "paper-reference" else _run_of(item,
-                                                                                   runs_list)
+        run = run_of(item)
         groups.setdefault(run, {})
         fmt = item.get("format") or f"? {item['path'].name}"
         groups[run].setdefault(fmt, item)
