@@ -76,6 +76,11 @@ def model_card(manifest, report=None):
         "dropped"
         + (f", and so are components whose highest probability is below "
            f"{m['min_peak_probability']}" if m.get("min_peak_probability") else ""),
+        *([f"- Setting lowered for this format: "
+           + ", ".join(f"{k} {v['asked']} -> {v['used']}" for k, v in m["setting_capped"].items()
+                       if k != "reason")
+           + f" ({m['setting_capped']['reason']}); the gate scored the bundle at the lowered "
+           "setting"] if m.get("setting_capped") else []),
         f"- model.tflite sha256: {m.get('model_sha256', '(set when written)')}",
         "",
         "## Training data",

@@ -50,6 +50,8 @@ class Converted:
     converted_metrics: dict = None
     prob_diff: tuple = (None, None)
     path: Path = None
+    post: tuple = None          # the setting this format's bundle uses (see cap_setting)
+    capped: dict = None         # what cap_setting changed, recorded in the manifest
 
     @property
     def size_bytes(self):
@@ -88,6 +90,29 @@ def _drop(f, c):
         a, b = f.get(key), c.get(key)
         out[key] = None if a is None or b is None else float(a - b)
     return out
+
+
+def cap_setting(post, model_bytes):
+    """The setting ``post`` (threshold, min_area_fraction, min_peak_probability) as this
+    converted model can use it -> (post, capped or None).
+
+    A full-integer model outputs at most ``interpreter.output_ceiling`` (255/256 for the int8
+    sigmoid): a threshold or peak gate chosen above it on the float model could never be
+    reached, and the bundle would say "no tumour" on every scan. Such a value is lowered to the
+    ceiling (the top output code: what the float setting's components reach in this format),
+    and ``capped`` records what was asked, what is used and why; the accuracy gate then scores
+    the bundle at the setting it really uses against the float model at the asked one."""
+    from edge_runtime.interpreter import make_interpreter, output_ceiling
+    ceiling, detail = output_ceiling(make_interpreter(model_bytes, threads=1))
+    threshold, min_area, min_peak = post
+    changed = {key: {"asked": value, "used": ceiling}
+               for key, value in (("threshold", threshold), ("min_peak_probability", min_peak))
+               if value > ceiling}
+    if not changed:
+        return post, None
+    capped = dict(changed, reason=f"above {ceiling:.8g}, the largest probability this model "
+                                  f"can output ({detail})")
+    return (min(threshold, ceiling), min_area, min(min_peak, ceiling)), capped
 
 
 def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
@@ -174,9 +199,14 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
         reference = run_tflite(model_bytes, probe) if xnn["error"] is None else None
         interps = check_interpreters(model_bytes, probe, reference=reference,
                                      tflite_runtime_python=tflite_runtime_python)
-        item = Converted(fmt, model_bytes, xnn, interps)
+        item_post, capped = cap_setting(post, model_bytes)
+        if capped:
+            log(f"{fmt}: " + ", ".join(f"{k} {v['asked']:g} -> {v['used']:.8g}"
+                                      for k, v in capped.items() if k != "reason")
+                + f" ({capped['reason']})")
+        item = Converted(fmt, model_bytes, xnn, interps, post=item_post, capped=capped)
         if gate:
-            conv = evaluate_converted(model_bytes, gate_samples, spec, post,
+            conv = evaluate_converted(model_bytes, gate_samples, spec, item_post,
                                       recorder=recorder, progress=progress,
                                       label=f"gate: {fmt}")
             item.converted_metrics = key_metrics(conv.summary)
@@ -200,7 +230,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
     source_info = {"model_file": src.model_path.name, "model_file_sha256":
                    sha256_file(src.model_path), "run": src.name if src.run_dir else None}
     for item in results:
-        manifest = build_manifest(item, src, spec, name, post, data_info,
+        manifest = build_manifest(item, src, spec, name, item.post or post, data_info,
                                   len(calibration) if calibration is not None else None,
                                   len(gate_samples), tools, source_info)
         manifest["model_sha256"] = hashlib.sha256(item.model_bytes).hexdigest()  # for the card
@@ -273,6 +303,7 @@ def build_manifest(item, src, spec, name, post, data_info, n_calibration, n_gate
         "threshold": post[0],
         "min_area_fraction": post[1],
         "min_peak_probability": post[2],
+        **({"setting_capped": item.capped} if item.capped else {}),
         "metrics": metrics,
         "training": training,
         "interpreters_verified": item.interpreters,

@@ -137,22 +137,26 @@ def detection_scores(scans, setting):
     return missed, float(np.mean(dice)) if dice else math.nan
 
 
-def grid(own, thresholds=THRESHOLDS, areas=MIN_AREA_FRACTIONS, peaks=MIN_PEAK_PROBABILITIES):
+def grid(own, thresholds=THRESHOLDS, areas=MIN_AREA_FRACTIONS, peaks=MIN_PEAK_PROBABILITIES,
+         ceiling=1.0):
     """Every candidate (threshold, min_area_fraction, min_peak_probability), the bundle's own
-    values ``own`` included."""
+    values ``own`` included; thresholds and peak gates above ``ceiling`` (the largest
+    probability the model can output, ``interpreter.output_ceiling``) are left out: with them
+    the model could never report a tumour, which would "meet" any false-alarm target."""
     t0, a0, p0 = own
-    ts = sorted(set(thresholds) | {t0})
+    ts = sorted(t for t in set(thresholds) | {t0} if t <= ceiling)
     As = sorted(set(areas) | {a0})
-    ps = sorted(set(peaks) | {p0})
+    ps = sorted(p for p in set(peaks) | {p0} if p <= ceiling)
     return [(t, a, p) for t in ts for a in As for p in ps]
 
 
-def filter_chain(own, areas=MIN_AREA_FRACTIONS, peaks=MIN_PEAK_PROBABILITIES):
+def filter_chain(own, areas=MIN_AREA_FRACTIONS, peaks=MIN_PEAK_PROBABILITIES, ceiling=1.0):
     """Ever stricter settings from ``own``: the peak gate raised step by step (threshold and
-    area kept), then, at the strictest gate, the smallest area raised step by step. Each
-    step keeps a subset of the components the previous one kept."""
+    area kept; never above ``ceiling``, see ``grid``), then, at the strictest gate, the
+    smallest area raised step by step. Each step keeps a subset of the components the
+    previous one kept."""
     t0, a0, p0 = own
-    chain = [own] + [(t0, a0, p) for p in sorted(peaks) if p > p0]
+    chain = [own] + [(t0, a0, p) for p in sorted(peaks) if p0 < p <= ceiling]
     p_top = chain[-1][2]
     return chain + [(t0, a, p_top) for a in sorted(areas) if a > a0]
 
@@ -196,8 +200,9 @@ def calibrate(bundle, negatives, labelled=(), target_fpr=0.05, criterion="upper"
     """Calibrate a loaded ``bundle.Bundle`` on a folder of tumour-free scans -> result dict
     (see the module docstring). Raises ``CalibrationError`` (exit 2) for unusable inputs or
     too few readable scans, ``TargetNotMet`` (exit 5) when no setting meets the target."""
-    from edge_runtime.interpreter import make_interpreter
+    from edge_runtime.errors import BundleError
     from edge_runtime.evaluate import predict_fn_for_interpreter
+    from edge_runtime.interpreter import make_interpreter, output_ceiling, unreachable_setting
 
     if criterion not in CRITERIA:
         raise CalibrationError(f"criterion must be one of {', '.join(CRITERIA)}, got "
@@ -212,9 +217,15 @@ def calibrate(bundle, negatives, labelled=(), target_fpr=0.05, criterion="upper"
     lab_samples = [s for d in labelled for s in _read(d, "--labelled", want_labelled=True)]
     digest = folder_digest(negatives)
     own = (bundle.threshold, bundle.min_area_fraction, bundle.min_peak_probability)
-    candidates = grid(own)
+    interp = make_interpreter(bundle.model_bytes, threads)
+    problem = unreachable_setting(interp, bundle.threshold, bundle.min_peak_probability)
+    if problem:
+        raise BundleError(f"{bundle.path}: {problem} (convert it again: the converter lowers "
+                          "such a setting and records it)")
+    ceiling, _detail = output_ceiling(interp)
+    candidates = grid(own, ceiling=ceiling)
     thresholds = sorted({c[0] for c in candidates})
-    predict = predict_fn_for_interpreter(make_interpreter(bundle.model_bytes, threads))
+    predict = predict_fn_for_interpreter(interp)
     neg, neg_fail = gate_components(neg_samples, predict, bundle.preprocessing, thresholds,
                                     progress=progress, label="tumour-free scans")
     if len(neg) < need:
@@ -253,7 +264,7 @@ def calibrate(bundle, negatives, labelled=(), target_fpr=0.05, criterion="upper"
                "lightest filters, among the settings that meet the target")
         strictest = min(scored, key=lambda e: e["false_alarms"]["flagged"])
     else:
-        chain = [evidence(c) for c in filter_chain(own)]
+        chain = [evidence(c) for c in filter_chain(own, ceiling=ceiling)]
         chosen = next((e for e in chain if e["false_alarms"]["meets"]), None)
         how = ("no labelled scans: the first setting meeting the target along a chain of "
                "ever stricter filters from the bundle's own (peak gate, then smallest area); "

@@ -229,3 +229,49 @@ def run_model(interpreter, x):
         results.append(y.reshape(y.shape[1], y.shape[2]) if y.ndim == 4 else np.squeeze(y))
     probs = np.stack(results).astype(np.float32, copy=False)
     return probs[0] if single else probs
+
+
+def output_ceiling(interpreter):
+    """The largest probability the model's output can express.
+
+    1.0 for a float output. An 8-bit output, or a float output that a DEQUANTIZE makes from
+    an 8-bit tensor (a full-integer model with float I/O), can express only its top code:
+    ``(qmax - zero_point) * scale``, computed in float32 as ``run_model`` computes every
+    output, e.g. 255/256 = 0.99609375 for the int8 sigmoid (scale 1/256, zero point -128). A
+    threshold or peak-probability gate above it can never be reached: such a bundle would
+    say "no tumour" on every scan. -> (ceiling, detail) where detail names the tensor's type,
+    scale and zero point (or is None for a float output).
+    """
+    out = interpreter.get_output_details()[0]
+    quantized = out if out["dtype"] in (np.int8, np.uint8) else None
+    if quantized is None:
+        ops = getattr(interpreter, "_get_ops_details", None)
+        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+        for op in (ops() if ops is not None else []):
+            if op.get("op_name") == "DEQUANTIZE" and out["index"] in list(op["outputs"]):
+                src = tensors.get(int(op["inputs"][0]))
+                if src is not None and src["dtype"] in (np.int8, np.uint8):
+                    quantized = src
+                break
+    if quantized is None:
+        return 1.0, None
+    scale, zero = quantized.get("quantization", (0.0, 0))
+    if not scale:
+        return 1.0, None
+    top = np.iinfo(quantized["dtype"]).max
+    ceiling = float(min(np.float32(1.0), (np.float32(top) - np.float32(zero)) * np.float32(scale)))
+    return ceiling, (f"{np.dtype(quantized['dtype']).name} output, scale {scale:.7g}, "
+                     f"zero point {int(zero)}")
+
+
+def unreachable_setting(interpreter, threshold, min_peak_probability):
+    """-> None, or a one-line problem when ``threshold`` or ``min_peak_probability`` lies above
+    ``output_ceiling``: the model could never report a tumour with that setting."""
+    ceiling, detail = output_ceiling(interpreter)
+    over = [f"{name} {value:g}" for name, value in
+            (("threshold", float(threshold)), ("min_peak_probability", float(min_peak_probability)))
+            if value > ceiling]
+    if not over:
+        return None
+    return (f"{' and '.join(over)} above {ceiling:.8g}, the largest probability this model can "
+            f"output ({detail}): it could never report a tumour; use a setting <= {ceiling:.8g}")

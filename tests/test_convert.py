@@ -422,3 +422,25 @@ def test_nearest_upsampling_is_exported_into_one_xnnpack_partition():
     got = run_model(make_interpreter(blob), x)
     np.testing.assert_allclose(got.reshape(32, 32), model.predict(x, verbose=0).reshape(32, 32),
                                atol=1e-5)
+
+
+def test_int8_lowers_a_peak_gate_it_cannot_reach_and_records_it(run_dir, tmp_path):
+    """The int8 sigmoid tops out at 255/256 = 0.99609375: a 0.998 gate chosen on the float
+    model would make the int8 bundle say 'no tumour' everywhere. The converter lowers it to
+    the top code for int8 only, records it, and the gate scores the lowered setting."""
+    bundle_mod = pytest.importorskip("edge_runtime.bundle")
+    out = tmp_path / "out"
+    result, output = invoke(run_dir, "--format", "drq", "--format", "int8", "--out", out,
+                            "--calibration-scans", "4", "--min-peak-probability", "0.998")
+    assert result.exit_code == 0, output
+    assert "int8: min_peak_probability 0.998 -> 0.99609375" in output
+    drq = bundle_mod.load_bundle(out / "toy_drq.zip")
+    int8 = bundle_mod.load_bundle(out / "toy_int8.zip")
+    assert drq.min_peak_probability == 0.998 and "setting_capped" not in drq.manifest
+    assert int8.min_peak_probability == 255 / 256
+    capped = int8.manifest["setting_capped"]
+    assert capped["min_peak_probability"] == {"asked": 0.998, "used": 255 / 256}
+    assert "largest probability this model can output" in capped["reason"]
+    assert "Setting lowered for this format" in int8.model_card
+    gate = int8.manifest["metrics"]
+    assert gate["gate"]["passed"] and gate["converted"]["dice"] > 0.8   # it still finds discs

@@ -23,6 +23,17 @@ def test_committed_tiny_model_computes_what_the_script_builds():
     np.testing.assert_allclose(committed, rebuilt, atol=1e-6)
 
 
+def test_committed_int8_model_is_what_the_script_builds():
+    pytest.importorskip("tensorflow")
+    from fixtures.make_tiny_tflite import INT8_OUT, build_tiny_tflite
+
+    x = np.zeros((1, TINY_SIZE, TINY_SIZE, 1), np.float32)
+    x[0, 20:40, 20:40, 0] = 1.0
+    committed = _run(INT8_OUT.read_bytes(), x)
+    rebuilt = _run(build_tiny_tflite(int8=True), x)
+    np.testing.assert_allclose(committed, rebuilt, atol=1 / 256 + 1e-6)   # one int8 code
+
+
 @pytest.mark.device
 def test_tiny_model_marks_bright_regions_only():
     x = np.zeros((1, TINY_SIZE, TINY_SIZE, 1), np.float32)
