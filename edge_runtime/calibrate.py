@@ -200,9 +200,8 @@ def calibrate(bundle, negatives, labelled=(), target_fpr=0.05, criterion="upper"
     """Calibrate a loaded ``bundle.Bundle`` on a folder of tumour-free scans -> result dict
     (see the module docstring). Raises ``CalibrationError`` (exit 2) for unusable inputs or
     too few readable scans, ``TargetNotMet`` (exit 5) when no setting meets the target."""
-    from edge_runtime.errors import BundleError
     from edge_runtime.evaluate import predict_fn_for_interpreter
-    from edge_runtime.interpreter import make_interpreter, output_ceiling, unreachable_setting
+    from edge_runtime.interpreter import make_interpreter, output_ceiling, refuse_unreachable
 
     if criterion not in CRITERIA:
         raise CalibrationError(f"criterion must be one of {', '.join(CRITERIA)}, got "
@@ -218,10 +217,9 @@ def calibrate(bundle, negatives, labelled=(), target_fpr=0.05, criterion="upper"
     digest = folder_digest(negatives)
     own = (bundle.threshold, bundle.min_area_fraction, bundle.min_peak_probability)
     interp = make_interpreter(bundle.model_bytes, threads)
-    problem = unreachable_setting(interp, bundle.threshold, bundle.min_peak_probability)
-    if problem:
-        raise BundleError(f"{bundle.path}: {problem} (convert it again: the converter lowers "
-                          "such a setting and records it)")
+    refuse_unreachable(interp, bundle.threshold, bundle.min_peak_probability, bundle.path,
+                       hint=" (convert it again: the converter lowers such a setting and "
+                            "records it)")
     ceiling, _detail = output_ceiling(interp)
     candidates = grid(own, ceiling=ceiling)
     thresholds = sorted({c[0] for c in candidates})

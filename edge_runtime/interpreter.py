@@ -275,3 +275,11 @@ def unreachable_setting(interpreter, threshold, min_peak_probability):
         return None
     return (f"{' and '.join(over)} above {ceiling:.8g}, the largest probability this model can "
             f"output ({detail}): it could never report a tumour; use a setting <= {ceiling:.8g}")
+
+
+def refuse_unreachable(interpreter, threshold, min_peak_probability, label, hint=""):
+    """Raise ``BundleError`` ("LABEL: problem") when ``unreachable_setting`` finds one."""
+    problem = unreachable_setting(interpreter, threshold, min_peak_probability)
+    if problem:
+        from edge_runtime.safeio import shown
+        raise BundleError(f"{shown(label)}: {problem}{hint}")

@@ -7,8 +7,8 @@ import numpy as np
 
 from edge_runtime import __version__
 from edge_runtime.errors import BundleError
-from edge_runtime.interpreter import (input_shape, make_interpreter, run_model,
-                                      unreachable_setting)
+from edge_runtime.interpreter import (input_shape, make_interpreter, refuse_unreachable,
+                                      run_model)
 from edge_runtime.postprocess import findings as mask_findings
 from edge_runtime.postprocess import postprocess
 from edge_runtime.preprocess import prepare_image, restore
@@ -42,9 +42,8 @@ class Segmenter:
         if shape != (1, size, size, 1):
             raise BundleError(f"{shown(bundle.path)}: model input shape {shape} does not match the "
                               f"manifest's input size {size} (expected (1, {size}, {size}, 1))")
-        problem = unreachable_setting(self.interpreter, self.threshold, self.min_peak_probability)
-        if problem:
-            raise BundleError(f"{shown(bundle.path)}: {problem}")
+        refuse_unreachable(self.interpreter, self.threshold, self.min_peak_probability,
+                           bundle.path)
 
     def predict(self, gray):
         """2-D scan -> tumour probability [H, W] (float32) at the scan's own size."""

@@ -21,25 +21,15 @@ def evaluate_tflite(model, samples, preprocessing, threshold=0.5, min_area_fract
                     min_area_fraction, progress=progress, limit=limit)
 
 
-def _refuse_unreachable(bundle, interp):
-    """A bundle whose setting lies above what its model can output scores as "no tumour"
-    everywhere: refused (``BundleError``) rather than scored."""
-    from edge_runtime.errors import BundleError
-    from edge_runtime.interpreter import unreachable_setting
-    from edge_runtime.safeio import shown
-    problem = unreachable_setting(interp, bundle.threshold, bundle.min_peak_probability)
-    if problem:
-        raise BundleError(f"{shown(getattr(bundle, 'path', bundle.name))}: {problem}")
-
-
 def evaluate_bundle(bundle, samples, threads=None, progress=False, limit=None):
     """Evaluate a bundle (a ``bundle.Bundle`` or a path to one) with the TFLite runtime."""
-    from edge_runtime.interpreter import interpreter_info, make_interpreter
+    from edge_runtime.interpreter import interpreter_info, make_interpreter, refuse_unreachable
     if not hasattr(bundle, "model_bytes"):
         from edge_runtime.bundle import load_bundle
         bundle = load_bundle(bundle)
     interp = make_interpreter(bundle.model_bytes, threads)
-    _refuse_unreachable(bundle, interp)
+    refuse_unreachable(interp, bundle.threshold, bundle.min_peak_probability,  # never "no
+                       getattr(bundle, "path", bundle.name))                   # tumour" by setting
     result = evaluate(samples, predict_fn_for_interpreter(interp), bundle.preprocessing,
                       bundle.threshold, bundle.min_area_fraction, progress=progress,
                       limit=limit, label=f"evaluating {bundle.name}",
