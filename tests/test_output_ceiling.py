@@ -104,3 +104,19 @@ def test_calibration_candidates_stay_under_the_ceiling(tmp_path):
     assert result.exit_code == EXIT_BUNDLE, result.output
     assert "could never report a tumour" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "site.zip").exists()
+
+
+def test_bundle_info_says_when_a_setting_was_lowered_for_the_format(tmp_path):
+    manifest = make_manifest("tiny-int8", "int8", Preprocessing(input_size=TINY_SIZE),
+                             threshold=0.5, min_area_fraction=0.0, min_peak_probability=TOP,
+                             variant="tiny", preset="test",
+                             setting_capped={"min_peak_probability": {"asked": 0.998,
+                                                                      "used": TOP},
+                                             "reason": "above 0.99609375, the largest ..."})
+    path = write_bundle(tmp_path / "capped.zip", INT8_TFLITE.read_bytes(), manifest, "# t\n")
+    result = CliRunner().invoke(main, ["bundle", "info", str(path)])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "lowered:     min_peak_probability 0.998 -> 0.996094 for this format" in \
+        result.output
+    plain = _int8_bundle(tmp_path / "plain.zip", TOP)
+    assert "lowered:" not in CliRunner().invoke(main, ["bundle", "info", str(plain)]).output

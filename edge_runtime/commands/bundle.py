@@ -57,6 +57,12 @@ def summary_lines(manifest):
              f"decision:    threshold {v(m.get('threshold'))}, smallest region "
              f"{v(m.get('min_area_fraction'))} of the scan, peak probability >= "
              f"{v(m.get('min_peak_probability'))}"]
+    capped = m.get("setting_capped")
+    if isinstance(capped, dict):
+        lowered = [f"{v(k)} {v(c.get('asked'))} -> {v(c.get('used'))}" for k, c in capped.items()
+                   if isinstance(c, dict)]
+        lines.append(f"lowered:     {', '.join(lowered)} for this format "
+                     f"({v(capped.get('reason'))})")
     metrics = m.get("metrics") or {}
     for key, label in (("float", "validation:"), ("converted", "converted:")):
         r = metrics.get(key)
