@@ -83,7 +83,7 @@ class Source:
 
     @property
     def split_seed(self):
-        return int(_first(self.config, "seed", "split_seed", default=0))
+        return int(_first(self.config, "split_seed", "seed", default=0))
 
     @property
     def val_fraction(self):

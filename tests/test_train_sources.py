@@ -31,6 +31,25 @@ def test_make_split_by_source_keeps_the_first_source_as_it_was_alone():
         make_split(TrainConfig(split_by_source=True, val_fractions={"nope": 0.5}), fig, [])
 
 
+def test_split_seed_fixes_the_split_while_the_seed_changes():
+    """A second training seed on the same split (--seed 1 --split-seed 0); the split.json
+    and every reader of it name the split's seed."""
+    from edge_seg.train.trainer import effective_split_seed, split_record
+    fig, negs = _samples("fig", 60), _samples("neg", 40, mask=False)
+    base = make_split(TrainConfig(twin_similarity=0), fig, negs)
+    same = make_split(TrainConfig(seed=1, split_seed=0, twin_similarity=0), fig, negs)
+    other = make_split(TrainConfig(seed=1, twin_similarity=0), fig, negs)
+    keys = [[s.key for s in part] for part in base[:4]]
+    assert [[s.key for s in part] for part in same[:4]] == keys
+    assert [[s.key for s in part] for part in other[:4]] != keys
+    cfg = TrainConfig(seed=1, split_seed=0)
+    assert effective_split_seed(cfg) == 0 and effective_split_seed(TrainConfig(seed=3)) == 3
+    assert split_record(cfg, *same[:4])["seed"] == 0
+    from edge_seg.convert.source import Source
+    assert Source.split_seed.fget(type("S", (), {"config": {"seed": 1, "split_seed": 0}})()) == 0
+    assert config_from_saved({"variant": "resunet_se", "seed": 2}).split_seed is None
+
+
 def test_runs_made_before_keep_their_split_and_augmentation():
     cfg = config_from_saved({"variant": "resunet_se"})
     assert cfg.split_by_source is False and cfg.augment == []

@@ -23,6 +23,9 @@ from edge_runtime.errors import EdgeSegError
               help="Training patch side; the network runs on the whole scan afterwards.")
 @click.option("--lr", "learning_rate", default=2e-3, type=click.FloatRange(0, min_open=True))
 @click.option("--seed", default=0, type=int)
+@click.option("--split-seed", type=int, default=None,
+              help="Seed of the train/validation split (default: --seed). With another "
+                   "--seed, trains a second seed on the same split.")
 @click.option("--val-fraction", default=0.2, type=click.FloatRange(0, 1, min_open=True,
                                                                    max_open=True))
 @click.option("--patience", default=15, type=click.IntRange(1), help="Early stopping epochs.")
@@ -73,7 +76,8 @@ from edge_runtime.errors import EdgeSegError
               help="Only (re)write the run's validation report (report.json) from best.keras.")
 @click.option("--list", "list_only", is_flag=True, help="List variants and presets and exit.")
 def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size, patch_size,
-          learning_rate, seed, val_fraction, patience, max_epochs_now, base_filters, input_size,
+          learning_rate, seed, split_seed, val_fraction, patience, max_epochs_now, base_filters,
+          input_size,
           warmup_epochs, tumour_centred, loss, twin_similarity, init_from, encoder_weights,
           context,
           split_by_source, val_fraction_of, augment, strategy, jit, report_only, list_only):
@@ -110,6 +114,7 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
     cfg = TrainConfig(variant=variant, preset=preset, data=list(data),
                       negatives=list(negatives), epochs=epochs, batch_size=batch_size,
                       patch_size=patch_size, learning_rate=learning_rate, seed=seed,
+                      split_seed=split_seed,
                       val_fraction=val_fraction, patience=patience, base_filters=base_filters,
                       input_size=input_size, warmup_epochs=warmup_epochs,
                       tumour_centred=tumour_centred, loss=loss, twin_similarity=twin_similarity,

@@ -53,6 +53,9 @@ class TrainConfig:
     loss: str = "dice_bce"
     val_fraction: float = 0.2
     seed: int = 0
+    # Seed of the train/validation split; None: ``seed``. Give it to train another seed
+    # (initialisation, batches, augmentation) on the same split.
+    split_seed: int = None
     patience: int = 15
     tumour_centred: float = 0.9
     negatives_per_epoch: float = 0.5   # tumour-free scans per epoch, relative to tumour scans
@@ -141,6 +144,11 @@ def saved_context(run_dir):
     return int(json.loads(path.read_text()).get("context") or 0) if path.is_file() else 0
 
 
+def effective_split_seed(cfg):
+    """The seed the split is drawn with: ``cfg.split_seed``, else the run's ``seed``."""
+    return cfg.seed if cfg.split_seed is None else cfg.split_seed
+
+
 def make_split(cfg, labelled, negatives, log=None):
     """-> (train, val, train tumour-free, val tumour-free, twins left out of training).
 
@@ -148,9 +156,10 @@ def make_split(cfg, labelled, negatives, log=None):
     one, or a neighbouring slice, can fall on the other side: training tumour-free scans at
     least ``cfg.twin_similarity`` similar to a validation scan are left out (listed in the
     fifth value), so validation never scores scans training has all but seen."""
+    seed = effective_split_seed(cfg)
     if cfg.split_by_source:
         def split(samples):
-            return split_by_source(samples, cfg.val_fraction, cfg.seed,
+            return split_by_source(samples, cfg.val_fraction, seed,
                                    {k: v for k, v in (cfg.val_fractions or {}).items()
                                     if any(s.source == k for s in samples)})
         unknown = sorted(set(cfg.val_fractions or {})
@@ -160,7 +169,7 @@ def make_split(cfg, labelled, negatives, log=None):
                              f"data folders {sorted({s.source for s in labelled + negatives})}")
     else:
         def split(samples):
-            return split_by_family(samples, cfg.val_fraction, cfg.seed)
+            return split_by_family(samples, cfg.val_fraction, seed)
     tr, va = split(labelled)
     ntr, nva = split(negatives) if negatives else ([], [])
     twins = []
@@ -293,7 +302,7 @@ def split_record(cfg, tr, va, ntr, nva, twins=()):
     """The run's split.json: seed, families and validation keys (shared by every trainer);
     the training tumour-free scans left out as twins of validation scans, when any."""
     record = {
-        "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+        "seed": effective_split_seed(cfg), "val_fraction": cfg.val_fraction,
         "train_families": sorted({s.family for s in tr}),
         "val_families": sorted({s.family for s in va}),
         "val_keys": [s.key for s in va], "val_negative_keys": [s.key for s in nva],

@@ -74,7 +74,9 @@ def run_split_samples(run_dir, data_dirs=None):
         source = "split.json"
         expected = len(val_keys) + len(neg_keys)
     else:
-        fraction, seed = float(config.get("val_fraction", 0.2)), int(config.get("seed", 0))
+        fraction = float(config.get("val_fraction", 0.2))
+        seed = int(config.get("split_seed") if config.get("split_seed") is not None
+                   else config.get("seed", 0))
         train, val = split_by_family(labelled, fraction, seed) if labelled else ([], [])
         if negatives:
             train_neg, val_neg = split_by_family(negatives, fraction, seed)
