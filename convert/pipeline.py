@@ -102,12 +102,11 @@ def cap_setting(post, model_bytes):
     ceiling (the top output code: what the float setting's components reach in this format),
     and ``capped`` records what was asked, what is used and why; the accuracy gate then scores
     the bundle at the setting it really uses against the float model at the asked one."""
-    from edge_runtime.interpreter import make_interpreter, output_ceiling
+    from edge_runtime.interpreter import make_interpreter, output_ceiling, settings_above
     ceiling, detail = output_ceiling(make_interpreter(model_bytes, threads=1))
     threshold, min_area, min_peak = post
     changed = {key: {"asked": value, "used": ceiling}
-               for key, value in (("threshold", threshold), ("min_peak_probability", min_peak))
-               if value > ceiling}
+               for key, value in settings_above(ceiling, threshold, min_peak)}
     if not changed:
         return post, None
     capped = dict(changed, reason=f"above {ceiling:.8g}, the largest probability this model "
@@ -230,7 +229,7 @@ def convert_run(source, formats, out_dir, name=None, max_drop=DEFAULT_MAX_DROP,
     source_info = {"model_file": src.model_path.name, "model_file_sha256":
                    sha256_file(src.model_path), "run": src.name if src.run_dir else None}
     for item in results:
-        manifest = build_manifest(item, src, spec, name, item.post or post, data_info,
+        manifest = build_manifest(item, src, spec, name, item.post, data_info,
                                   len(calibration) if calibration is not None else None,
                                   len(gate_samples), tools, source_info)
         manifest["model_sha256"] = hashlib.sha256(item.model_bytes).hexdigest()  # for the card

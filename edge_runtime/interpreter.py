@@ -264,13 +264,19 @@ def output_ceiling(interpreter):
                      f"zero point {int(zero)}")
 
 
+def settings_above(ceiling, threshold, min_peak_probability):
+    """-> [(name, value)] of ``threshold`` / ``min_peak_probability`` above ``ceiling``."""
+    return [(name, float(value)) for name, value in
+            (("threshold", threshold), ("min_peak_probability", min_peak_probability))
+            if float(value) > ceiling]
+
+
 def unreachable_setting(interpreter, threshold, min_peak_probability):
     """-> None, or a one-line problem when ``threshold`` or ``min_peak_probability`` lies above
     ``output_ceiling``: the model could never report a tumour with that setting."""
     ceiling, detail = output_ceiling(interpreter)
-    over = [f"{name} {value:g}" for name, value in
-            (("threshold", float(threshold)), ("min_peak_probability", float(min_peak_probability)))
-            if value > ceiling]
+    over = [f"{name} {value:g}"
+            for name, value in settings_above(ceiling, threshold, min_peak_probability)]
     if not over:
         return None
     return (f"{' and '.join(over)} above {ceiling:.8g}, the largest probability this model can "

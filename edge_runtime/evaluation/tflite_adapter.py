@@ -28,8 +28,8 @@ def evaluate_bundle(bundle, samples, threads=None, progress=False, limit=None):
         from edge_runtime.bundle import load_bundle
         bundle = load_bundle(bundle)
     interp = make_interpreter(bundle.model_bytes, threads)
-    refuse_unreachable(interp, bundle.threshold, bundle.min_peak_probability,  # never "no
-                       getattr(bundle, "path", bundle.name))                   # tumour" by setting
+    refuse_unreachable(interp, bundle.threshold, bundle.min_peak_probability,
+                       getattr(bundle, "path", bundle.name))
     result = evaluate(samples, predict_fn_for_interpreter(interp), bundle.preprocessing,
                       bundle.threshold, bundle.min_area_fraction, progress=progress,
                       limit=limit, label=f"evaluating {bundle.name}",
