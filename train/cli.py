@@ -67,6 +67,12 @@ from edge_runtime.errors import EdgeSegError
 @click.option("--augment", default="", metavar="NAMES",
               help="Scanner-difference augmentations, comma-separated: contrast, lowres, "
                    "blur, bias, noise, jpeg (train.data.SCANNER_AUGMENTATIONS).")
+@click.option("--teacher", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A bundle whose probability maps are a second training target (repeat: "
+                   "their mean); it must preprocess as the run does (runs/DISTILL.md).")
+@click.option("--distill-weight", default=1.0, show_default=True,
+              type=click.FloatRange(0, min_open=True),
+              help="Weight of the cross-entropy towards the teacher's maps.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @click.option("--jit/--no-jit", "jit", default=None,
@@ -80,7 +86,8 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
           input_size,
           warmup_epochs, tumour_centred, loss, twin_similarity, init_from, encoder_weights,
           context,
-          split_by_source, val_fraction_of, augment, strategy, jit, report_only, list_only):
+          split_by_source, val_fraction_of, augment, teacher, distill_weight, strategy, jit,
+          report_only, list_only):
     """Train a segmentation variant on labelled scans, split by patient family."""
     from edge_seg.train.models import describe
     from edge_seg.train.trainer import TrainConfig, is_chief_process
@@ -122,12 +129,15 @@ def train(variant, preset, data, negatives, out_dir, resume, epochs, batch_size,
                       encoder_weights=str(encoder_weights) if encoder_weights else None,
                       strategy=strategy, jit_compile=jit,
                       split_by_source=split_by_source, val_fractions=fractions or None,
-                      augment=augment)
+                      augment=augment, teacher=[str(t) for t in teacher],
+                      distill_weight=distill_weight)
     try:
         from edge_seg.train.models.registry import model_config
         # validate names (with suggestions) and options early
         model_config(variant, preset, base_filters=base_filters, input_size=input_size,
                      encoder_weights=encoder_weights)
+        if teacher and context:
+            raise ValueError("--teacher takes one-slice runs; it cannot be used with --context")
         if encoder_weights and init_from:
             raise ValueError("--encoder-weights and --init-from both set the starting "
                              "weights; give one")

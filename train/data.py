@@ -183,7 +183,7 @@ def apply_scanner_augment(tf, img, names, seed, patch_size, p=SCANNER_AUGMENT_P)
 
 def make_dataset(images, masks, patch_size, batch_size, seed,
                  tumour_centred=0.9, augment=True, max_rotation_deg=15.0, scale_range=0.15,
-                 scanner_augment=()):
+                 scanner_augment=(), soft=None):
     """Return (epoch_dataset, steps): ``epoch_dataset(e)`` yields epoch ``e``'s ``steps``
     batches of (patch (B,P,P,C), mask (B,P,P,1)), the same every time it is asked for.
     ``images``: (N,S,S) scans (C = 1) or (N,S,S,C) scans with their context channels
@@ -195,6 +195,10 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     patch position jittered so the tumour is not always central), otherwise at random.
     ``scanner_augment``: names from SCANNER_AUGMENTATIONS (none: the batches are exactly
     those of a run made before they existed).
+    ``soft``: a teacher's maps, uint8 (N,S,S), 0..255 for 0..1 (``train.distill``): each
+    rides with its scan's mask through the same crop and geometry, and the targets become
+    (B,P,P,2), the mask then the map. The random draws do not change, so the batches are
+    those of the same run without a teacher, plus the map.
     """
     import tensorflow as tf
 
@@ -206,8 +210,13 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
     channels = images.shape[3] if images.ndim == 4 else 1
     if patch_size > size:
         raise ValueError(f"patch_size must be <= the scan size {size}, got {patch_size}")
+    if soft is not None and np.shape(soft) != np.shape(masks):
+        raise ValueError(f"teacher maps of shape {np.shape(soft)} for masks of shape "
+                         f"{np.shape(masks)}: one map per scan, at the same size")
     images_t = tf.constant(images.astype(np.float32))
     masks_t = tf.constant(masks)
+    soft_t = None if soft is None else tf.constant(np.asarray(soft, np.uint8))
+    targets = 1 if soft is None else 2
     half = patch_size // 2
     pi = math.pi
 
@@ -219,6 +228,8 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
         u = tf.random.stateless_uniform([12], seed=s)
         img = images_t[idx] if images.ndim == 4 else images_t[idx][..., None]
         msk = tf.cast(masks_t[idx], tf.float32)[..., None]
+        if soft_t is not None:
+            msk = tf.concat([msk, tf.cast(soft_t[idx], tf.float32)[..., None] / 255.0], -1)
         both = tf.concat([img, msk], axis=-1)
         if augment:
             both = tf.cond(u[0] < 0.5, lambda: tf.image.flip_left_right(both), lambda: both)
@@ -228,7 +239,9 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
             both = tf.raw_ops.ImageProjectiveTransformV3(
                 images=both[None], transforms=m[None], output_shape=[size, size],
                 fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
-        img, msk = both[..., :channels], tf.cast(both[..., channels:] >= 0.5, tf.float32)
+        img = both[..., :channels]
+        msk = tf.cast(both[..., channels:channels + 1] >= 0.5, tf.float32)
+        teach = both[..., channels + 1:]
         # Patch position.
         fg = tf.where(msk[..., 0] > 0)
         n_fg = tf.shape(fg)[0]
@@ -248,6 +261,8 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
         y0, x0 = tf.cond(use_centre, centred, lambda: (rand_y, rand_x))
         img = img[y0:y0 + patch_size, x0:x0 + patch_size]
         msk = msk[y0:y0 + patch_size, x0:x0 + patch_size]
+        if soft_t is not None:
+            msk = tf.concat([msk, teach[y0:y0 + patch_size, x0:x0 + patch_size]], -1)
         if augment and [m for m in names if m != "contrast"]:
             img = scanner_augment_fn(img, s)
         if augment:
@@ -256,7 +271,7 @@ def make_dataset(images, masks, patch_size, batch_size, seed,
             bright = (u[11] * 2 - 1) * (0.1 if wide else 0.05)
             img = tf.clip_by_value(tf.pow(img, gamma) * contrast + bright, 0.0, 1.0)
         img = tf.ensure_shape(img, [patch_size, patch_size, channels])
-        msk = tf.ensure_shape(msk, [patch_size, patch_size, 1])
+        msk = tf.ensure_shape(msk, [patch_size, patch_size, targets])
         return img, msk
 
     def epoch_ds(epoch):

@@ -84,6 +84,11 @@ class TrainConfig:
     val_fractions: dict = None
     # Scanner-difference augmentations (train.data.SCANNER_AUGMENTATIONS), none by default.
     augment: list = field(default_factory=list)
+    # A teacher (train.distill): bundles whose mean probability map is a second target,
+    # weighted by distill_weight in the loss; their {path, name, sha256, format} recorded.
+    teacher: list = field(default_factory=list)
+    teacher_bundles: list = None
+    distill_weight: float = 1.0
 
     @property
     def input_channels(self):
@@ -362,6 +367,32 @@ def load_split_arrays(cfg, spec, tr, va, ntr, nva, cache):
     return x_tr, y_tr, x_va, y_va, has_tumour
 
 
+def teacher_targets(cfg, x_train, cache, log=print):
+    """The teacher's maps of the training scans (uint8 (N,S,S)); on a resumed run the
+    teachers must be the very bundles it started with (their sha256)."""
+    from edge_seg.train.distill import load_teacher, teacher_maps
+    predict, records = load_teacher(cfg.teacher, cfg.preprocessing)
+    if cfg.teacher_bundles is not None:
+        was = [r["sha256"] for r in cfg.teacher_bundles]
+        if was != [r["sha256"] for r in records]:
+            raise ValueError(f"--teacher: the bundles now at {', '.join(cfg.teacher)} are not "
+                             f"the ones this run started with (sha256 {', '.join(w[:12] for w in was)})")
+    cfg.teacher_bundles = records
+    log(f"teacher: mean of {len(records)} bundle(s) "
+        f"({', '.join(r['name'] for r in records)}) on {len(x_train)} training scans")
+    return teacher_maps(x_train, predict, records, cache_dir=cache, log=log)
+
+
+def training_loss(cfg):
+    """The loss by name, or with a teacher ``train.distill.DistillLoss`` around it."""
+    from edge_seg.train.losses import get_loss
+    if cfg.teacher:
+        from edge_seg.train.distill import distill_loss
+        get_loss(cfg.loss)   # the name is checked here, as without a teacher
+        return distill_loss(cfg.loss, cfg.distill_weight)
+    return get_loss(cfg.loss)
+
+
 LOG_FIELDS = ("epoch", "lr", "loss", "val_dice", "val_fp_scan_rate", "seconds", "best")
 
 
@@ -412,7 +443,6 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     import keras
 
     from edge_seg.train.data import default_cache_dir, make_dataset
-    from edge_seg.train.losses import get_loss
     from edge_seg.train.models import build_model
 
     run_dir = Path(out_dir)
@@ -470,12 +500,18 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     log(f"data ready in {time.time() - t0:.0f}s: {len(x_tr)} training scans, "
         f"{len(x_val)} validation scans ({len(va)} with tumour)")
 
+    soft = teacher_targets(cfg, x_tr, cache, log) if cfg.teacher else None
+    if not resume and cfg.teacher:
+        write_record(out / "config.json", asdict(cfg))     # with the teachers' sha256
     epoch_dataset, steps = make_dataset(x_tr, y_tr, cfg.patch_size, cfg.batch_size, cfg.seed,
                                         tumour_centred=cfg.tumour_centred,
-                                        scanner_augment=cfg.augment)
+                                        scanner_augment=cfg.augment, soft=soft)
 
     with strategy.scope():
         if resume:
+            if cfg.teacher:
+                import edge_seg.train.distill as distill
+                distill.DistillLoss  # noqa: B018 - registers the loss the model was saved with
             model = keras.models.load_model(run_dir / "last.keras", compile=True)
         else:
             if cfg.init_from:
@@ -499,7 +535,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
                     log(f"encoder initialised from {cfg.encoder_weights} "
                         f"(sha256 {cfg.encoder_weights_sha256[:12]})")
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                          loss=get_loss(cfg.loss), jit_compile=cfg.jit_compile)
+                          loss=training_loss(cfg), jit_compile=cfg.jit_compile)
 
     stop = _StopFlag()
 

@@ -28,6 +28,13 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
+def mean_predictor(predict_fns):
+    """``predict_fn``s -> one that returns the mean of their probability maps (the one
+    helper of ``edge_seg.train.distill``, whose teacher is such a mean)."""
+    from edge_seg.train.distill import mean_predictor as mean
+    return mean(predict_fns)
+
+
 class EnsembleError(ValueError):
     """The runs cannot be averaged into one validation report."""
 
@@ -57,16 +64,6 @@ def read_members(runs, checkpoint="best.keras"):
     if len({str(r.resolve()) for r, _, _ in members}) != len(members):
         raise EnsembleError("a run is named twice: " + ", ".join(str(r) for r, _, _ in members))
     return members
-
-
-def mean_predictor(predict_fns):
-    """``predict_fn``s -> one that returns the mean of their probability maps."""
-    import numpy as np
-
-    def predict(batch):
-        maps = [np.asarray(fn(batch), np.float32) for fn in predict_fns]
-        return np.mean(maps, axis=0, dtype=np.float32)
-    return predict
 
 
 def summary_row(name, report):
