@@ -1,14 +1,15 @@
 """``edge-seg train --teacher``: a teacher's maps as a second target (edge_seg.train.distill)."""
 
 import json
+
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from edge_seg.train import distill  # noqa: E402
-from edge_seg.train.data import make_dataset  # noqa: E402
-from edge_seg.train.losses import dice_bce_loss  # noqa: E402
+from edge_seg.train import distill
+from edge_seg.train.data import make_dataset
+from edge_seg.train.losses import dice_bce_loss
 
 
 def _discs(n=6, size=48, seed=1):
@@ -20,7 +21,7 @@ def test_the_teacher_map_rides_with_the_mask_and_no_random_draw_changes():
     x, y = _discs()
     soft = (y * 255).astype(np.uint8)
     plain, _ = make_dataset(x, y, 32, 3, seed=4, scanner_augment=("bias", "noise"))
-    taught, steps = make_dataset(x, y, 32, 3, seed=4, scanner_augment=("bias", "noise"),
+    taught, _ = make_dataset(x, y, 32, 3, seed=4, scanner_augment=("bias", "noise"),
                                  soft=soft)
     for epoch in (0, 1):
         for (xa, ya), (xb, yb) in zip(plain(epoch), taught(epoch)):
@@ -84,9 +85,8 @@ def test_teacher_maps_are_the_mean_of_the_bundles_and_cached(tiny_bundle, tmp_pa
 
 def test_a_run_with_a_teacher_trains_records_it_and_resumes_only_with_it(tiny_bundle, tmp_path,
                                                                           monkeypatch):
-    from test_train import _write_synthetic
-
     from edge_seg.train.trainer import TrainConfig, train
+    from test_train import _write_synthetic
     monkeypatch.setenv("EDGE_SEG_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "data"
     _write_synthetic(data, n=16)
@@ -107,6 +107,7 @@ def test_a_run_with_a_teacher_trains_records_it_and_resumes_only_with_it(tiny_bu
     assert state["epoch"] == 2 and state["finished"]
     # another model at the teacher's path: refused, in one line, naming it
     from conftest import FIXTURES
+
     from edge_runtime.bundle import make_manifest, write_bundle
     from edge_runtime.preprocess import Preprocessing
     from edge_runtime.trust import trust_bundle

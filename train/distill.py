@@ -87,9 +87,8 @@ def teacher_maps(images, predict, records=(), cache_dir=None, log=print):
             log(f"teacher: {i + 1}/{len(images)} scans")
     if cached is not None:
         from edge_runtime import atomic
-        with atomic.replacing(cached, ".npy", parents=True) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, maps)
+        with atomic.replacing(cached, ".npy", parents=True) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, maps)
     return maps
 
 

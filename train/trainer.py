@@ -376,7 +376,8 @@ def teacher_targets(cfg, x_train, cache, log=print):
         was = [r["sha256"] for r in cfg.teacher_bundles]
         if was != [r["sha256"] for r in records]:
             raise ValueError(f"--teacher: the bundles now at {', '.join(cfg.teacher)} are not "
-                             f"the ones this run started with (sha256 {', '.join(w[:12] for w in was)})")
+                             f"the ones this run started with (model sha256 "
+                             f"{', '.join(w[:12] for w in was)})")
     cfg.teacher_bundles = records
     log(f"teacher: mean of {len(records)} bundle(s) "
         f"({', '.join(r['name'] for r in records)}) on {len(x_train)} training scans")
@@ -510,7 +511,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
     with strategy.scope():
         if resume:
             if cfg.teacher:
-                import edge_seg.train.distill as distill
+                from edge_seg.train import distill
                 distill.DistillLoss  # noqa: B018 - registers the loss the model was saved with
             model = keras.models.load_model(run_dir / "last.keras", compile=True)
         else:
