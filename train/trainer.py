@@ -385,12 +385,12 @@ def teacher_targets(cfg, x_train, cache, log=print):
 
 
 def training_loss(cfg):
-    """The loss by name, or with a teacher ``train.distill.DistillLoss`` around it."""
-    from edge_seg.train.losses import get_loss
+    """The loss by name, or with a teacher ``train.distill.DistillLoss`` around it (which
+    refuses an unknown name as ``get_loss`` does)."""
     if cfg.teacher:
         from edge_seg.train.distill import distill_loss
-        get_loss(cfg.loss)   # the name is checked here, as without a teacher
         return distill_loss(cfg.loss, cfg.distill_weight)
+    from edge_seg.train.losses import get_loss
     return get_loss(cfg.loss)
 
 
