@@ -4,8 +4,8 @@ The teacher is one or more bundles (TFLite, run with the device interpreter): th
 their probability maps, in the model's input space, for every training scan. The maps ride
 through the batches as one more channel of the mask (the same crops, flips, rotations and
 scales: ``train.data.make_dataset(soft=...)``) and the loss adds a cross-entropy towards
-them (``DistillLoss``). Every teacher must preprocess exactly as the run does, so that its
-map lies on the student's pixels; anything else is refused in one line.
+them (``train.losses.DistillLoss``). Every teacher must preprocess exactly as the run does,
+so that its map lies on the student's pixels; anything else is refused in one line.
 """
 
 import hashlib
@@ -93,45 +93,6 @@ def teacher_maps(images, predict, records=(), cache_dir=None, log=print):
 
 
 def distill_loss(base="dice_bce", weight=1.0):
-    """The loss of a run with a teacher: ``DistillLoss`` (see there)."""
-    return __getattr__("DistillLoss")(base=base, weight=weight)
-
-
-def _register():
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="edge_seg")
-    class DistillLoss(keras.losses.Loss):
-        """``base(mask, p) + weight * BCE(teacher, p)``; ``y_true`` holds the mask in
-        channel 0 and the teacher's map (0..1) in channel 1."""
-
-        def __init__(self, base="dice_bce", weight=1.0, name="distill", **kwargs):
-            super().__init__(name=name, **kwargs)
-            from edge_seg.train.losses import get_loss
-            self.base, self.weight = base, float(weight)
-            self._base = get_loss(base)
-
-        def call(self, y_true, y_pred):
-            y_true = ops.cast(y_true, y_pred.dtype)
-            hard, soft = y_true[..., :1], y_true[..., 1:2]
-            cross = ops.mean(keras.losses.binary_crossentropy(soft, y_pred))
-            return self._base(hard, y_pred) + self.weight * cross
-
-        def get_config(self):
-            return {"base": self.base, "weight": self.weight, "name": self.name}
-
-    return DistillLoss
-
-
-_CLASS = None
-
-
-def __getattr__(name):
-    # Keras is imported when the loss is first asked for, never at import time.
-    global _CLASS
-    if name == "DistillLoss":
-        if _CLASS is None:
-            _CLASS = _register()
-        return _CLASS
-    raise AttributeError(name)
+    """The loss of a run with a teacher: ``train.losses.DistillLoss`` (see there)."""
+    from edge_seg.train.losses import DistillLoss
+    return DistillLoss(base=base, weight=weight)

@@ -48,6 +48,26 @@ def scan_dice_bce_loss(y_true, y_pred):
     return scan_dice_loss(y_true, y_pred) + _mean_bce(y_true, y_pred)
 
 
+@keras.saving.register_keras_serializable(package="edge_seg")
+class DistillLoss(keras.losses.Loss):
+    """A run with a teacher (``edge_seg.train.distill``): ``base(mask, p) + weight *
+    BCE(teacher, p)``; ``y_true`` holds the mask in channel 0 and the teacher's map (0..1)
+    in channel 1. ``base`` is a name of ``LOSSES``."""
+
+    def __init__(self, base="dice_bce", weight=1.0, name="distill", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.base, self.weight = base, float(weight)
+        self._base = get_loss(base)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        hard, soft = y_true[..., :1], y_true[..., 1:2]
+        return self._base(hard, y_pred) + self.weight * _mean_bce(soft, y_pred)
+
+    def get_config(self):
+        return {"base": self.base, "weight": self.weight, "name": self.name}
+
+
 LOSSES = {"dice_bce": dice_bce_loss, "scan_dice_bce": scan_dice_bce_loss, "dice": dice_loss,
           "scan_dice": scan_dice_loss, "bce": keras.losses.BinaryCrossentropy()}
 

@@ -510,9 +510,7 @@ def train(cfg, out_dir, resume=False, log=print, max_epochs_this_call=None):
 
     with strategy.scope():
         if resume:
-            if cfg.teacher:
-                from edge_seg.train import distill
-                distill.DistillLoss  # noqa: B018 - registers the loss the model was saved with
+            import edge_seg.train.losses  # noqa: F401 - registers the losses it was saved with
             model = keras.models.load_model(run_dir / "last.keras", compile=True)
         else:
             if cfg.init_from:
